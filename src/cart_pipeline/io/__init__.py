@@ -1,0 +1,5 @@
+"""Kedro datasets that kedro-datasets does not provide."""
+
+from .torch_checkpoint import TorchCheckpointDataset
+
+__all__ = ["TorchCheckpointDataset"]

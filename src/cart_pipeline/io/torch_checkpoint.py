@@ -1,0 +1,79 @@
+"""A versioned Kedro dataset for torch checkpoints that loads with ``weights_only=True``.
+
+Checkpoints in this project are plain dicts (config, vocabulary, ids, state_dict), so the
+safe unpickler needs no allow-list; a checkpoint that needs one fails loudly instead of
+executing arbitrary code.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from pathlib import PurePosixPath
+from typing import Any
+
+import fsspec
+import torch
+from kedro.io.core import (
+    AbstractVersionedDataset,
+    DatasetError,
+    Version,
+    get_filepath_str,
+    get_protocol_and_path,
+)
+
+
+class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
+    """Saves a checkpoint dict with ``torch.save``; loads it with ``weights_only=True``.
+
+    Example catalog entry::
+
+        image.cart_decoder:
+          type: cart_pipeline.io.TorchCheckpointDataset
+          filepath: data/06_models/image/cart_decoder.pt
+          versioned: true
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        version: Version | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        protocol, path = get_protocol_and_path(filepath, version)
+        self._protocol = protocol
+        self._fs = fsspec.filesystem(protocol, **(deepcopy(fs_args) or {}))
+        self.metadata = metadata
+        super().__init__(
+            filepath=PurePosixPath(path),
+            version=version,
+            exists_function=self._fs.exists,
+            glob_function=self._fs.glob,
+        )
+
+    def load(self) -> dict:
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        with self._fs.open(path, "rb") as stream:
+            return torch.load(stream, map_location="cpu", weights_only=True)
+
+    def save(self, data: dict) -> None:
+        if not isinstance(data, dict):
+            raise DatasetError(f"expected a checkpoint dict, got {type(data).__name__}")
+        path = get_filepath_str(self._get_save_path(), self._protocol)
+        self._fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
+        with self._fs.open(path, "wb") as stream:
+            torch.save(data, stream)
+        self._invalidate_cache()
+
+    def _exists(self) -> bool:
+        try:
+            path = get_filepath_str(self._get_load_path(), self._protocol)
+        except DatasetError:
+            return False
+        return self._fs.exists(path)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
+
+    def _invalidate_cache(self) -> None:
+        self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))

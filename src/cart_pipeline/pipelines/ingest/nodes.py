@@ -1,0 +1,34 @@
+"""Thin Kedro adapters over :mod:`cart_pipeline.core.manifest`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cart_pipeline.core.manifest import build_tables, validate_manifest
+
+logger = logging.getLogger(__name__)
+
+
+def validate(manifest: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    valid, rejected = validate_manifest(
+        manifest,
+        dataset_root=Path(params["dataset_root"]),
+        known_modalities=list(params["known_modalities"]),
+        max_rejected_share=float(params["max_rejected_share"]),
+        check_media=bool(params.get("check_media_decodes", True)),
+    )
+    logger.info("manifest: %d rows valid, %d rejected", len(valid), len(rejected))
+    return valid, rejected
+
+
+def build_candidates_and_queries(
+    valid_manifest: pd.DataFrame, params: dict[str, Any], seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    candidates, queries = build_tables(valid_manifest, seed=seed, test_fraction=float(params["test_fraction"]))
+    counts = candidates.groupby(["modality", "split"]).size().unstack(fill_value=0)
+    logger.info("candidates per modality and split:\n%s", counts.to_string())
+    return candidates, queries

@@ -1,0 +1,22 @@
+from kedro.pipeline import Pipeline, node
+
+from .nodes import build_candidates_and_queries, validate
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                validate,
+                inputs=["manifest", "params:ingest"],
+                outputs=["valid_manifest", "rejected_items"],
+                name="validate_manifest",
+            ),
+            node(
+                build_candidates_and_queries,
+                inputs=["valid_manifest", "params:ingest", "params:seed"],
+                outputs=["candidates", "queries"],
+                name="build_candidates_and_queries",
+            ),
+        ]
+    )

@@ -1,0 +1,148 @@
+"""Ingest: validation of each kind of bad input, the split, and a SequentialRunner slice."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from cart_pipeline.core.manifest import ManifestError, build_tables, split_of, validate_manifest
+from cart_pipeline.pipelines.ingest import create_pipeline
+
+KNOWN = ["image", "audio", "video"]
+
+
+@pytest.fixture
+def small_dataset(tmp_path: Path, default_manifest: pd.DataFrame, default_dataset: Path) -> tuple[Path, pd.DataFrame]:
+    """A copy of 8 shipped images and 4 shipped sounds with their manifest rows."""
+    rows = pd.concat(
+        [
+            default_manifest[default_manifest.modality == "image"].head(8),
+            default_manifest[default_manifest.modality == "audio"].head(4),
+        ]
+    ).reset_index(drop=True)
+    for path in rows.media_path:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(default_dataset / path, tmp_path / path)
+    return tmp_path, rows
+
+
+def validate(rows: pd.DataFrame, root: Path, max_share: float = 0.5):
+    return validate_manifest(rows, root, KNOWN, max_rejected_share=max_share)
+
+
+def test_good_manifest_is_ingested_whole(small_dataset):
+    root, rows = small_dataset
+    valid, rejected = validate(rows, root)
+    assert rejected.empty
+    assert len(valid) == len(rows)
+    candidates, queries = build_tables(valid, seed=1, test_fraction=0.25)
+    assert list(candidates.columns[:4]) == ["item_id", "modality", "media_path", "split"]
+    assert candidates.item_id.is_unique
+    assert set(queries.columns) == {"query_id", "item_id", "text", "split", "source"}
+    assert (queries.source == "human").all()
+    assert queries.query_id.is_unique
+    # a query's split is its item's split
+    merged = queries.merge(candidates[["item_id", "split"]], on="item_id", suffixes=("", "_item"))
+    assert (merged.split == merged.split_item).all()
+
+
+def test_missing_column_stops_the_run_naming_it(small_dataset):
+    root, rows = small_dataset
+    with pytest.raises(ManifestError, match=r"missing required column\(s\) \['media_path'\]"):
+        validate(rows.drop(columns=["media_path"]), root)
+
+
+def test_bad_rows_are_rejected_with_reasons_and_the_rest_ingested(small_dataset):
+    root, rows = small_dataset
+    rows = rows.copy()
+    corrupt = root / "images" / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    bad_audio = root / "audio" / "corrupt.ogg"
+    bad_audio.write_bytes(b"OggS garbage")
+    extra = pd.DataFrame(
+        [
+            {**rows.iloc[0].to_dict()},  # duplicate id
+            {**rows.iloc[1].to_dict(), "item_id": "image:missing", "media_path": "images/nope.png"},
+            {**rows.iloc[2].to_dict(), "item_id": "image:corrupt", "media_path": "images/corrupt.png"},
+            {**rows.iloc[3].to_dict(), "item_id": "image:empty-text", "text": "   "},
+            {**rows.iloc[8].to_dict(), "item_id": "audio:corrupt", "media_path": "audio/corrupt.ogg"},
+            {**rows.iloc[4].to_dict(), "item_id": "image:odd", "modality": "smell"},
+        ]
+    )
+    manifest = pd.concat([rows, extra], ignore_index=True)
+    valid, rejected = validate(manifest, root)
+
+    reasons = dict(zip(rejected.item_id, rejected.reason, strict=True))
+    assert len(valid) == len(rows), "every good row is kept"
+    assert reasons[rows.item_id[0]].startswith("duplicate item_id (first at row 1)")
+    assert "not found" in reasons["image:missing"]
+    assert "does not decode" in reasons["image:corrupt"]
+    assert "does not decode" in reasons["audio:corrupt"]
+    assert reasons["image:empty-text"] == "empty text"
+    assert "unknown modality 'smell'" in reasons["image:odd"]
+    # rows are 1-based manifest data rows
+    assert rejected.set_index("item_id").row["image:missing"] == len(rows) + 2
+
+
+def test_too_many_rejects_stop_the_run_listing_rows(small_dataset):
+    root, rows = small_dataset
+    rows = rows.assign(text="")
+    with pytest.raises(ManifestError, match=r"12 of 12 manifest rows rejected.*row 1 .*empty text"):
+        validate(rows, root, max_share=0.1)
+
+
+def test_split_is_deterministic_item_level_and_about_the_requested_share():
+    keys = pd.Series([f"item-{i}" for i in range(5000)])
+    first, again = split_of(keys, 7, 0.2), split_of(keys, 7, 0.2)
+    assert first.equals(again)
+    assert 0.18 < (first == "test").mean() < 0.22
+    assert not first.equals(split_of(keys, 8, 0.2)), "the seed matters"
+    # adding items does not move existing ones
+    more = pd.concat([keys, pd.Series(["new-1", "new-2"])], ignore_index=True)
+    assert split_of(more, 7, 0.2).head(5000).equals(first)
+
+
+def test_group_keeps_picture_and_sound_of_one_stamp_together():
+    valid = pd.DataFrame(
+        {
+            "item_id": [f"{m}:s{i}" for i in range(200) for m in ("image", "audio")],
+            "modality": ["image", "audio"] * 200,
+            "media_path": "x",
+            "text": "t",
+            "group": [f"s{i}" for i in range(200) for _ in range(2)],
+        }
+    )
+    candidates, _ = build_tables(valid, seed=3, test_fraction=0.3)
+    by_group = candidates.assign(group=candidates.item_id.str.split(":").str[1]).groupby("group").split.nunique()
+    assert (by_group == 1).all()
+
+
+def test_extra_text_columns_become_extra_human_queries(small_dataset):
+    root, rows = small_dataset
+    rows = rows.assign(text_2="another description", text_3="")
+    valid, _ = validate(rows, root)
+    _, queries = build_tables(valid, seed=1, test_fraction=0.2)
+    assert len(queries) == 2 * len(rows)
+
+
+def test_ingest_pipeline_slice_with_sequential_runner(small_dataset):
+    root, rows = small_dataset
+    catalog = DataCatalog(
+        {
+            "manifest": MemoryDataset(rows),
+            "params:ingest": MemoryDataset(
+                {"dataset_root": str(root), "test_fraction": 0.2, "known_modalities": KNOWN, "max_rejected_share": 0.1}
+            ),
+            "params:seed": MemoryDataset(5),
+        }
+    )
+    SequentialRunner().run(create_pipeline(), catalog)
+    candidates = catalog["candidates"].load()
+    queries = catalog["queries"].load()
+    assert len(candidates) == 12 and len(queries) == 12
+    assert catalog["rejected_items"].load().empty
