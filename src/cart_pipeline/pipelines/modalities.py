@@ -15,7 +15,7 @@ from typing import Any
 from kedro.pipeline import Pipeline, pipeline
 
 DEFAULT_MODALITIES = ("image", "audio")
-SHARED_PARAMETERS = {"params:seed", "params:num_threads"}
+SHARED_PARAMETERS = {"params:seed", "params:num_threads", "params:dataset_root"}
 
 
 def configured_modalities(conf_source: Path | None = None) -> list[str]:
@@ -32,19 +32,22 @@ def configured_modalities(conf_source: Path | None = None) -> list[str]:
 def per_modality(
     template: Pipeline,
     modalities: Iterable[str],
-    shared_inputs: Iterable[str] = (),
+    shared_inputs: Iterable[str] | dict[str, str] = (),
     shared_parameters: Iterable[str] = (),
 ) -> Pipeline:
     """One namespaced copy of `template` per modality.
 
-    `shared_inputs` (e.g. the ingest tables) and `shared_parameters` keep their names;
+    `shared_inputs` (e.g. the ingest tables; a dict renames them) and `shared_parameters`
+    keep their names;
     every other dataset becomes `<modality>.<name>` and `params:modality` resolves to
     `params:<modality>.modality`.
     """
-    parameters = SHARED_PARAMETERS | {f"params:{p}" for p in shared_parameters}
+    # Kedro refuses to map a parameter the template does not use.
+    parameters = (SHARED_PARAMETERS | {f"params:{p}" for p in shared_parameters}) & template.inputs()
+    inputs = dict(shared_inputs) if isinstance(shared_inputs, dict) else set(shared_inputs)
     return sum(
         (
-            pipeline(template, namespace=m, inputs=set(shared_inputs), parameters=parameters)
+            pipeline(template, namespace=m, inputs=inputs, parameters=parameters)
             for m in modalities
         ),
         Pipeline([]),

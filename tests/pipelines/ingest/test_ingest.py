@@ -136,9 +136,10 @@ def test_ingest_pipeline_slice_with_sequential_runner(small_dataset):
         {
             "manifest": MemoryDataset(rows),
             "params:ingest": MemoryDataset(
-                {"dataset_root": str(root), "test_fraction": 0.2, "known_modalities": KNOWN, "max_rejected_share": 0.1}
+                {"test_fraction": 0.2, "known_modalities": KNOWN, "max_rejected_share": 0.1}
             ),
             "params:seed": MemoryDataset(5),
+            "params:dataset_root": MemoryDataset(str(root)),
         }
     )
     SequentialRunner().run(create_pipeline(), catalog)

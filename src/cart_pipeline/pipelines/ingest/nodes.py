@@ -13,10 +13,10 @@ from cart_pipeline.core.manifest import build_tables, validate_manifest
 logger = logging.getLogger(__name__)
 
 
-def validate(manifest: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate(manifest: pd.DataFrame, params: dict[str, Any], dataset_root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     valid, rejected = validate_manifest(
         manifest,
-        dataset_root=Path(params["dataset_root"]),
+        dataset_root=Path(dataset_root),
         known_modalities=list(params["known_modalities"]),
         max_rejected_share=float(params["max_rejected_share"]),
         check_media=bool(params.get("check_media_decodes", True)),

@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 validate,
-                inputs=["manifest", "params:ingest"],
+                inputs=["manifest", "params:ingest", "params:dataset_root"],
                 outputs=["valid_manifest", "rejected_items"],
                 name="validate_manifest",
             ),

@@ -1,0 +1,349 @@
+"""CART identifier decoder: a compact causal transformer reading all text-encoder layers.
+
+Each decoder layer is three pre-LN residual blocks (shapes: B queries, T text tokens, S text
+layers, H text width, d = d_model, L identifier length, V vocabulary size):
+
+    x = x + SelfAttn(LN(x))                  causal over [BOS, t1 .. t_{L-1}]
+    x = x + Fusion(LN(x), text memory)       two-branch fusion (or plain cross-attn, ablation)
+    x = x + FFN(LN(x))
+
+Two-branch fusion (paper, "fusion" row of DESIGN.md):
+    coarse: Z = W·concat(E_1..E_S) + b            (B, T, S·H) -> (B, T, d)
+            c = CrossAttn_c(Y, Z);  c = c · σ(W_g c)   (sigmoid self-gate)
+    fine:   f = Σ_s softmax(α)_s · CrossAttn_f(Y, P_s E_s)   P_s: H -> d, one per text layer
+    out = c + f
+
+The text memory (Z, P_s E_s and every layer's cross-attention K/V) depends only on the query,
+so ``encode_memory`` computes it once and decoding re-uses it for any number of beams: beams of
+one query are folded into the cross-attention *query* axis (cross-attention has no causal mask),
+so K/V of shape (B, ..., T) serve (B, beams·positions) queries without ever being copied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PAD_TOKEN, BOS_TOKEN = 0, 1
+
+
+@dataclass
+class DecoderConfig:
+    vocab_size: int
+    position_ranges: list[tuple[int, int]]  # token range [start, end) allowed at each position
+    id_length: int = 0  # L; 0 = len(position_ranges)
+    text_dim: int = 384  # H
+    text_layers: int = 7  # S (embedding output + 6 transformer layers for MiniLM-L6)
+    n_layers: int = 4
+    d_model: int = 256
+    n_heads: int = 4
+    dropout: float = 0.1
+    fusion: bool = True
+    # Variable-length identifiers padded to L (e.g. hierarchical K-Means) need the pad token to
+    # be emittable at every position after the first; None = strictly the position ranges.
+    pad_token: int | None = None
+    bos_token: int = BOS_TOKEN
+
+    def __post_init__(self) -> None:
+        self.position_ranges = [(int(a), int(b)) for a, b in self.position_ranges]
+        self.id_length = self.id_length or len(self.position_ranges)
+        if self.id_length != len(self.position_ranges):
+            raise ValueError(f"id_length {self.id_length} != {len(self.position_ranges)} ranges")
+        if any(not 0 <= a < b <= self.vocab_size for a, b in self.position_ranges):
+            raise ValueError(
+                f"position ranges {self.position_ranges} outside vocab {self.vocab_size}"
+            )
+        if self.d_model % self.n_heads:
+            raise ValueError("d_model must be divisible by n_heads")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["position_ranges"] = [list(r) for r in self.position_ranges]
+        return d
+
+
+def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(..., N, d) -> (..., nh, N, hd)"""
+    return x.unflatten(-1, (n_heads, -1)).transpose(-3, -2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(..., nh, N, hd) -> (..., N, d)"""
+    return x.transpose(-3, -2).flatten(-2)
+
+
+class SelfAttention(nn.Module):
+    """Causal multi-head self-attention with an optional KV cache (one new token per call)."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.resid_drop = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        # x: (N, Lq, d); cache: K/V of earlier positions, each (N, nh, Lp, hd)
+        q, k, v = (_split_heads(t, self.n_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        if cache is not None:
+            if x.shape[1] != 1:
+                raise ValueError("the KV-cache path decodes one position at a time")
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        y = F.scaled_dot_product_attention(  # a single new query may see all cached keys
+            q,
+            k,
+            v,
+            is_causal=cache is None and x.shape[1] > 1,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.resid_drop(self.proj(_merge_heads(y))), (k, v)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention from decoder states to a text memory already projected to d.
+
+    Split into ``memory_kv`` (once per query) and ``heads`` (every decoding step) so the K/V
+    projections of the memory are never recomputed while decoding.
+    """
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.proj = nn.Linear(d, d)
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # memory (B, *, T, d) -> K, V each (B, *, nh, T, hd)
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        return _split_heads(k, self.n_heads), _split_heads(v, self.n_heads)
+
+    def heads(
+        self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor
+    ) -> torch.Tensor:
+        # x (B, Q, d); k, v (B, nh, T, hd); key_mask (B, 1, 1, T) -> (B, nh, Q, hd) pre-projection
+        return F.scaled_dot_product_attention(
+            _split_heads(self.q(x), self.n_heads),
+            k,
+            v,
+            attn_mask=key_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+
+
+class TwoBranchFusion(nn.Module):
+    """Coarse (gated attention over the fused-layer memory Z) + fine (α-weighted per-layer)."""
+
+    def __init__(self, d: int, n_heads: int, text_layers: int, dropout: float):
+        super().__init__()
+        self.coarse = CrossAttention(d, n_heads, dropout)
+        self.gate = nn.Linear(d, d)
+        # One cross-attention (W_q, W_k, W_v, W_o) shared by all S text layers: the per-layer
+        # projections P_s already map each E_s into a common d-space, sharing keeps the parameter
+        # count independent of S, and it lets the S attentions run as one (see fine_heads).
+        # α decides how much each text layer contributes.
+        self.fine = CrossAttention(d, n_heads, dropout)
+        self.alpha = nn.Parameter(torch.zeros(text_layers))
+        self.resid_drop = nn.Dropout(dropout)
+
+    def memory(self, z: torch.Tensor, e: torch.Tensor) -> dict[str, torch.Tensor]:
+        # z (B, T, d), e (B, S, T, d) -> this layer's cross-attention K/V
+        kc, vc = self.coarse.memory_kv(z)  # (B, nh, T, hd)
+        kf, vf = self.fine.memory_kv(e)  # (B, S, nh, T, hd)
+        # The S text layers laid end to end as one key axis of S·T keys: (B, nh, S·T, hd)
+        kf, vf = (t.transpose(1, 2).flatten(2, 3) for t in (kf, vf))
+        return {"kc": kc, "vc": vc, "kf": kf, "vf": vf}
+
+    def fine_heads(
+        self, x: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor, key_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Σ_s w_s·Attn(q, K_s, V_s) as ONE attention over the S·T concatenated keys.
+
+        Because W_q and W_o are shared across layers, q is the same for every s; a softmax taken
+        per layer (over each T-block) and scaled by w_s, then one matmul with the concatenated
+        values, equals the weighted sum of S separate attentions, without materialising S
+        copies of the queries or of the (B, S, nh, Q, hd) outputs.
+        """
+        q = _split_heads(self.fine.q(x), self.fine.n_heads)  # (B, nh, Q, hd)
+        S = self.alpha.numel()
+        att = (q @ kf.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, nh, Q, S·T)
+        att = att.unflatten(-1, (S, -1)).masked_fill(
+            ~key_mask[:, None, None, None, :], float("-inf")
+        )
+        att = torch.softmax(att, dim=-1) * torch.softmax(self.alpha, 0)[:, None]  # (B, nh, Q, S, T)
+        att = F.dropout(att.flatten(-2), self.fine.dropout, self.training)
+        return att @ vf  # (B, nh, Q, hd)
+
+    def forward(
+        self, x: torch.Tensor, mem: dict[str, torch.Tensor], key_mask: torch.Tensor
+    ) -> torch.Tensor:
+        # x (B, Q, d); key_mask (B, T) bool, True = real token
+        m = key_mask[:, None, None, :]  # (B, 1, 1, T) -> broadcast over heads and queries
+        c = self.coarse.proj(_merge_heads(self.coarse.heads(x, mem["kc"], mem["vc"], m)))
+        c = c * torch.sigmoid(self.gate(c))  # sigmoid self-gate
+        f = self.fine.proj(_merge_heads(self.fine_heads(x, mem["kf"], mem["vf"], key_mask)))
+        return self.resid_drop(c + f)
+
+
+class PlainCrossAttention(nn.Module):
+    """Ablation "w/o fusion": ordinary cross-attention over the last text layer only."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.attn = CrossAttention(d, n_heads, dropout)
+        self.resid_drop = nn.Dropout(dropout)
+
+    def memory(self, z: torch.Tensor, e: torch.Tensor) -> dict[str, torch.Tensor]:
+        k, v = self.attn.memory_kv(z)  # z = projected E_S (B, T, d)
+        return {"k": k, "v": v}
+
+    def forward(
+        self, x: torch.Tensor, mem: dict[str, torch.Tensor], key_mask: torch.Tensor
+    ) -> torch.Tensor:
+        h = self.attn.heads(x, mem["k"], mem["v"], key_mask[:, None, None, :])
+        return self.resid_drop(self.attn.proj(_merge_heads(h)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.ln_self, self.ln_cross, self.ln_ffn = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.self_attn = SelfAttention(d, cfg.n_heads, cfg.dropout)
+        self.cross = (
+            TwoBranchFusion(d, cfg.n_heads, cfg.text_layers, cfg.dropout)
+            if cfg.fusion
+            else PlainCrossAttention(d, cfg.n_heads, cfg.dropout)
+        )
+        self.ffn = nn.Sequential(
+            nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(cfg.dropout)
+        )
+
+    def forward(self, x: torch.Tensor, mem: dict, key_mask: torch.Tensor, cache=None):
+        # x (B, nb, Lq, d): nb beams (1 in training) of Lq positions for each of B queries
+        B, nb, Lq, d = x.shape
+        y, new_cache = self.self_attn(self.ln_self(x).view(B * nb, Lq, d), cache)
+        x = x + y.view(B, nb, Lq, d)
+        # Beams × positions fold into one cross-attention query axis sharing the query's K/V.
+        x = x + self.cross(self.ln_cross(x).view(B, nb * Lq, d), mem, key_mask).view(B, nb, Lq, d)
+        return x + self.ffn(self.ln_ffn(x)), new_cache
+
+
+@dataclass
+class TextMemory:
+    """Query-side state for decoding: computed once per query, shared by all beams."""
+
+    key_mask: torch.Tensor  # (B, T) bool
+    layers: list[dict[str, torch.Tensor]] = field(default_factory=list)  # per decoder layer K/V
+
+    def select(self, idx: torch.Tensor) -> TextMemory:
+        """Memory of a subset of queries (e.g. a chunk), by index on the batch axis."""
+        return TextMemory(
+            self.key_mask[idx], [{k: v[idx] for k, v in m.items()} for m in self.layers]
+        )
+
+
+class CartDecoder(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, S, H = cfg.d_model, cfg.text_layers, cfg.text_dim
+        self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        self.pos_emb = nn.Embedding(cfg.id_length + 1, d)  # positions of [BOS, t1 .. tL]
+        if cfg.fusion:
+            self.coarse_in = nn.Linear(S * H, d)  # Z = W·concat(E_1..E_S) + b
+            # P_s: H -> d for every text layer, stored as one (S, H, d) weight for one einsum
+            self.fine_in_w = nn.Parameter(torch.randn(S, H, d) / math.sqrt(H))
+            self.fine_in_b = nn.Parameter(torch.zeros(S, d))
+        else:
+            self.last_in = nn.Linear(H, d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.vocab_size, bias=False)
+        self.head.weight = self.tok_emb.weight  # weight tying, as in nanoGPT
+        allowed = self._position_mask(cfg)  # (L, V)
+        self.register_buffer("allowed", allowed, persistent=False)
+        cols = [row.nonzero().squeeze(1) for row in allowed]
+        self._windows = [(int(c[0]), int(c[-1]) + 1) for c in cols]
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _position_mask(cfg: DecoderConfig) -> torch.Tensor:
+        allowed = torch.zeros(cfg.id_length, cfg.vocab_size, dtype=torch.bool)
+        for i, (a, b) in enumerate(cfg.position_ranges):
+            allowed[i, a:b] = True
+        if cfg.pad_token is not None:
+            allowed[1:, cfg.pad_token] = True
+        return allowed
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def window(self, pos: int) -> tuple[int, int]:
+        """Smallest vocabulary slice [lo, hi) holding every token allowed at ``pos``."""
+        return self._windows[pos]
+
+    # -- text side -----------------------------------------------------------------------------
+    def encode_memory(self, text_layers: torch.Tensor, text_mask: torch.Tensor) -> TextMemory:
+        # text_layers (B, S, T, H), text_mask (B, T) True = real token
+        text_layers = text_layers.to(self.tok_emb.weight.dtype)
+        if self.cfg.fusion:
+            B, S, T, H = text_layers.shape
+            z = self.coarse_in(text_layers.transpose(1, 2).reshape(B, T, S * H))  # (B, T, d)
+            e = (
+                torch.einsum("bsth,shd->bstd", text_layers, self.fine_in_w)
+                + self.fine_in_b[:, None]
+            )
+        else:
+            z, e = self.last_in(text_layers[:, -1]), None  # (B, T, d)
+        return TextMemory(text_mask.bool(), [layer.cross.memory(z, e) for layer in self.layers])
+
+    # -- identifier side -----------------------------------------------------------------------
+    def decode(
+        self, tokens: torch.Tensor, mem: TextMemory, start: int = 0, cache: list | None = None
+    ):
+        """tokens (B, nb, Lq) at positions start.. -> final hidden states (B, nb, Lq, d), new cache."""
+        B, nb, Lq = tokens.shape
+        pos = torch.arange(start, start + Lq, device=tokens.device)
+        x = self.drop(self.tok_emb(tokens) + self.pos_emb(pos))
+        new_cache = []
+        for i, layer in enumerate(self.layers):
+            x, c = layer(x, mem.layers[i], mem.key_mask, None if cache is None else cache[i])
+            new_cache.append(c)
+        return self.ln_f(x), new_cache
+
+    def logits(
+        self, h: torch.Tensor, start: int = 0, window: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Hidden (..., Lq, d) at positions start.. -> position-masked logits (..., Lq, V or window)."""
+        lo, hi = window or (0, self.cfg.vocab_size)
+        logits = F.linear(h, self.head.weight[lo:hi])  # only the needed rows of the head
+        allowed = self.allowed[start : start + h.shape[-2], lo:hi]  # (Lq, W)
+        return logits.masked_fill(~allowed, float("-inf"))
+
+    def forward(
+        self, text_layers: torch.Tensor, text_mask: torch.Tensor, target_tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """Teacher forcing: (B, S, T, H), (B, T), targets (B, L) -> logits (B, L, V)."""
+        mem = self.encode_memory(text_layers, text_mask)
+        return self.logits_for(mem, target_tokens[:, None])[:, 0]
+
+    def logits_for(self, mem: TextMemory, target_tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits of nb identifiers per query: targets (B, nb, L) -> (B, nb, L, V)."""
+        bos = torch.full_like(target_tokens[..., :1], self.cfg.bos_token)
+        inputs = torch.cat([bos, target_tokens[..., :-1]], dim=-1)  # [BOS, t1 .. t_{L-1}]
+        h, _ = self.decode(inputs, mem)
+        return self.logits(h)

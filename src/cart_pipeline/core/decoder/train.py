@@ -1,0 +1,295 @@
+"""Training of the CART decoder: CE on identifier tokens + ω · R-Drop consistency.
+
+The text encoder is frozen, so its hidden states are computed once per distinct text and kept
+packed (all real tokens of all texts in one float16 tensor + offsets): half the memory of
+float32, no padding stored, and a batch is assembled with one gather.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .beam_search import constrained_beam_search, ranks_of
+from .model import CartDecoder
+from .trie import IdentifierTrie
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+    consistency_weight: float = 1.0  # ω; 0 = single forward pass, no KL ("w/o consistency")
+    label_smoothing: float = 0.0
+    patience: int = 5  # evaluations without a better val R@1 before stopping
+    seed: int = 0
+    eval_every: int = 1  # epochs between validation runs
+    val_beam_size: int = 10
+    encode_batch_size: int = 128
+    progress: bool = True
+
+
+class PackedTextStates:
+    """Frozen text-encoder states of many texts: (n_tokens, S, H) float16 + per-text offsets."""
+
+    def __init__(
+        self, texts: Sequence[str], text_encoder, batch_size: int = 128, progress: bool = False
+    ):
+        from tqdm.auto import tqdm
+
+        texts = list(texts)
+        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths, less padding
+        chunks: list[torch.Tensor | None] = [None] * len(texts)
+        for start in tqdm(
+            range(0, len(texts), batch_size), desc="encode texts", disable=not progress
+        ):
+            idx = order[start : start + batch_size]
+            layers, mask = text_encoder.encode_layers(
+                [texts[i] for i in idx]
+            )  # (b, S, T, H), (b, T)
+            for row, i in enumerate(idx):
+                chunks[i] = (
+                    layers[row][:, mask[row]].transpose(0, 1).to(torch.float16).cpu()
+                )  # (T_i, S, H)
+        lengths = torch.tensor([c.shape[0] for c in chunks], dtype=torch.long)
+        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])  # (n+1,)
+        self.packed = torch.cat(chunks) if chunks else torch.zeros(0)  # (n_tokens, S, H)
+
+    def __len__(self) -> int:
+        return self.offsets.numel() - 1
+
+    def nbytes(self) -> int:
+        return self.packed.numel() * self.packed.element_size()
+
+    def batch(
+        self, idx: torch.Tensor, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text indices (B,) -> (layers (B, S, T, H) float32, mask (B, T) bool), T = longest."""
+        start, length = self.offsets[idx], self.offsets[idx + 1] - self.offsets[idx]
+        T = int(length.max())
+        pos = torch.arange(T)
+        mask = pos[None] < length[:, None]  # (B, T)
+        gather = torch.where(mask, start[:, None] + pos[None], 0)  # padding reads token 0, masked
+        layers = (
+            self.packed[gather].float().masked_fill(~mask[..., None, None], 0.0)
+        )  # (B, T, S, H)
+        return layers.transpose(1, 2).to(device), mask.to(device)
+
+
+def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """log-softmax with the disallowed (-inf) entries replaced by 0, so products with p are safe."""
+    return torch.where(allowed, F.log_softmax(logits, dim=-1), 0.0)
+
+
+def consistency_loss(
+    logits_a: torch.Tensor, logits_b: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """R-Drop term ½(KL(p_a‖p_b) + KL(p_b‖p_a)), summed over the vocabulary, mean over positions.
+
+    logits (B, L, V) from two dropout passes; ``mask`` (broadcastable to (B, L, V), e.g. the
+    decoder's (L, V) position mask) marks each position's allowed tokens. The KL is taken only
+    inside it, where both distributions are finite; outside it both are exactly 0.
+    """
+    mask = mask.expand_as(logits_a)
+    la, lb = _masked_log_softmax(logits_a, mask), _masked_log_softmax(logits_b, mask)
+    pa, pb = la.exp() * mask, lb.exp() * mask
+    kl = 0.5 * ((pa * (la - lb)) + (pb * (lb - la))).sum(-1)  # (B, L)
+    return kl.mean()
+
+
+def identifier_ce(
+    logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor, smoothing: float = 0.0
+) -> torch.Tensor:
+    """Token cross-entropy (B, L, V) vs (B, L); label smoothing spread over the allowed tokens only."""
+    logp = _masked_log_softmax(logits, allowed.expand_as(logits))
+    nll = -logp.gather(-1, targets[..., None]).squeeze(-1)  # (B, L)
+    if smoothing > 0:
+        n_allowed = allowed.sum(-1).clamp(min=1)  # (L,) or (B, L)
+        nll = (1 - smoothing) * nll - smoothing * logp.sum(-1) / n_allowed
+    return nll.mean()
+
+
+def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    def f(step: int) -> float:  # linear warm-up, then cosine decay to 0
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return f
+
+
+@torch.inference_mode()
+def evaluate_recall(
+    model: CartDecoder,
+    states: PackedTextStates,
+    items: torch.Tensor,
+    trie: IdentifierTrie,
+    beam_size: int = 10,
+    batch_size: int = 128,
+    ks: tuple[int, ...] = (1, 10),
+) -> dict[str, float]:
+    """R@k of constrained beam search; ``items`` (n,) are the relevant item index per text."""
+    device = model.tok_emb.weight.device
+    ranks = []
+    for start in range(0, len(states), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(states)))
+        layers, mask = states.batch(idx, device)
+        found, _ = constrained_beam_search(model, layers, mask, trie, beam_size, max(ks))
+        ranks.append(ranks_of(found.cpu(), items[idx]))
+    ranks = torch.cat(ranks)
+    return {f"r{k}": float((ranks <= k).double().mean()) for k in ks}
+
+
+def train_decoder(
+    model: CartDecoder,
+    train_texts: Sequence[str],
+    train_items: Sequence[int] | torch.Tensor,
+    identifiers: torch.Tensor,
+    text_encoder,
+    config: TrainConfig,
+    val_texts: Sequence[str] | None = None,
+    val_items: Sequence[int] | torch.Tensor | None = None,
+    trie: IdentifierTrie | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Train on (text, item index) pairs whose targets are ``identifiers[item]`` (N, L).
+
+    Early-stops on validation R@1 (constrained beam search through ``trie``, built from the
+    identifiers when not given) and returns (best state_dict, per-epoch history); the model is
+    left holding the best weights. Without validation data the last epoch's weights are returned.
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    device = model.tok_emb.weight.device
+    identifiers = torch.as_tensor(identifiers, dtype=torch.long)
+    items = torch.as_tensor(train_items, dtype=torch.long)
+    if items.numel() != len(train_texts) or items.numel() == 0:
+        raise ValueError("train_texts and train_items must be non-empty and of equal length")
+
+    # Cache the frozen encoder once per *distinct* text (pseudo-queries repeat across items).
+    distinct = list(dict.fromkeys(train_texts))
+    text_index = {t: i for i, t in enumerate(distinct)}
+    pair_text = torch.tensor([text_index[t] for t in train_texts], dtype=torch.long)
+    states = PackedTextStates(distinct, text_encoder, config.encode_batch_size, config.progress)
+    log.info(
+        "cached %d distinct texts (%d pairs): %.1f MB float16",
+        len(states),
+        len(items),
+        states.nbytes() / 2**20,
+    )
+
+    do_val = val_texts is not None and val_items is not None and len(val_texts) > 0
+    if do_val:
+        val_states = PackedTextStates(list(val_texts), text_encoder, config.encode_batch_size)
+        val_items_t = torch.as_tensor(val_items, dtype=torch.long)
+        trie = trie or IdentifierTrie.from_tokens(identifiers)
+
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
+    steps_per_epoch = math.ceil(len(items) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _lr_lambda(total, max(1, int(config.warmup_ratio * total)))
+    )
+    allowed = model.allowed  # (L, V) position mask: CE smoothing and KL live inside it
+    targets_all = identifiers.to(device)
+    omega = config.consistency_weight
+
+    history: list[dict] = []
+    best_r1, best_state, stale = -1.0, None, 0
+    bar = tqdm(
+        range(1, config.epochs + 1), desc="train decoder", unit="epoch", disable=not config.progress
+    )
+    for epoch in bar:
+        model.train()
+        t0, sums, n_seen = time.perf_counter(), {"loss": 0.0, "ce": 0.0, "kl": 0.0}, 0
+        perm = torch.randperm(len(items), generator=gen)
+        for start in range(0, len(items), config.batch_size):
+            pairs = perm[start : start + config.batch_size]
+            layers, mask = states.batch(pair_text[pairs], device)
+            targets = targets_all[items[pairs].to(device)]  # (b, L)
+            if omega > 0:  # both dropout passes in one forward: the batch twice
+                logits = model(
+                    torch.cat([layers, layers]),
+                    torch.cat([mask, mask]),
+                    torch.cat([targets, targets]),
+                )
+                la, lb = logits.chunk(2)
+                ce = 0.5 * (
+                    identifier_ce(la, targets, allowed, config.label_smoothing)
+                    + identifier_ce(lb, targets, allowed, config.label_smoothing)
+                )
+                kl = consistency_loss(la, lb, allowed)
+            else:
+                ce = identifier_ce(
+                    model(layers, mask, targets), targets, allowed, config.label_smoothing
+                )
+                kl = torch.zeros((), device=device)
+            loss = ce + omega * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            sched.step()
+            b = len(pairs)
+            n_seen += b
+            for k, v in (("loss", loss), ("ce", ce), ("kl", kl)):
+                sums[k] += float(v.detach()) * b
+        metrics = {
+            "epoch": epoch,
+            **{k: v / n_seen for k, v in sums.items()},
+            "lr": sched.get_last_lr()[0],
+        }
+
+        if do_val and (epoch % config.eval_every == 0 or epoch == config.epochs):
+            rec = evaluate_recall(model, val_states, val_items_t, trie, config.val_beam_size)
+            metrics.update(val_r1=rec["r1"], val_r10=rec["r10"])
+            if rec["r1"] > best_r1:
+                best_r1, best_state, stale = rec["r1"], copy.deepcopy(model.state_dict()), 0
+            else:
+                stale += 1
+        metrics["seconds"] = time.perf_counter() - t0
+        history.append(metrics)
+        bar.set_postfix(
+            {k: round(v, 4) for k, v in metrics.items() if k in ("loss", "kl", "val_r1")}
+        )
+        log.info("epoch %d %s", epoch, {k: round(v, 4) for k, v in metrics.items() if k != "epoch"})
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+        if do_val and stale >= config.patience:
+            log.info(
+                "early stop at epoch %d: val R@1 %.4f not improved for %d evals",
+                epoch,
+                best_r1,
+                stale,
+            )
+            break
+
+    if best_state is None:
+        best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return best_state, history

@@ -1,0 +1,71 @@
+"""The (text, item) training pairs shared by CART and the dual tower.
+
+Evaluation protocol (DESIGN.md): train on human queries of *train* items plus pseudo-queries
+of *all* items; test on human queries of *test* items, which never enter training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+PAIR_COLUMNS = ["text", "item_id", "source", "is_validation"]
+
+
+class LeakageError(AssertionError):
+    """A test query reached training input."""
+
+
+def training_pairs(
+    human_queries: pd.DataFrame, pseudo_queries: pd.DataFrame, validation_fraction: float, seed: int
+) -> pd.DataFrame:
+    """Pairs for training, with a seeded validation slice of the *human* train queries.
+
+    Validation comes from human queries because they look like the test queries; their items
+    keep their pseudo-queries in training, just as test items do.
+    """
+    human = human_queries[human_queries.split == "train"]
+    rng = np.random.default_rng(seed)
+    is_validation = rng.random(len(human)) < validation_fraction
+    pairs = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "text": human.text.to_numpy(),
+                    "item_id": human.item_id.to_numpy(),
+                    "source": "human",
+                    "is_validation": is_validation,
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "text": pseudo_queries.text.to_numpy(),
+                    "item_id": pseudo_queries.item_id.to_numpy(),
+                    "source": pseudo_queries.source.to_numpy(),
+                    "is_validation": False,
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    assert_no_test_leak(pairs, human_queries)
+    return pairs
+
+
+def normalise_text(text: pd.Series) -> pd.Series:
+    """Case- and punctuation-insensitive form used by the leakage guards."""
+    return text.str.lower().str.replace(r"[^\w\s]", " ", regex=True).str.split().str.join(" ")
+
+
+def assert_no_test_leak(pairs: pd.DataFrame, human_queries: pd.DataFrame) -> None:
+    """Fail if a test item's human query text is a training pair *for that item*."""
+    test = human_queries[human_queries.split == "test"]
+    if test.empty or pairs.empty:
+        return
+    test_keys = set(zip(test.item_id, normalise_text(test.text), strict=True))
+    pair_keys = zip(pairs.item_id, normalise_text(pairs.text), strict=True)
+    leaked = [key for key in pair_keys if key in test_keys]
+    if leaked:
+        raise LeakageError(
+            f"{len(leaked)} test queries appear as training pairs, e.g. {leaked[:3]}"
+        )

@@ -1,0 +1,190 @@
+"""Dual-tower baseline: projection heads on frozen text and candidate features.
+
+Both towers read the same frozen features CART uses (MiniLM text embeddings, the modality
+encoder's candidate embeddings) and are trained with InfoNCE and a learned temperature on
+exactly CART's training pairs. Search is exact cosine over the whole corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cart_pipeline.core.seeding import seed_everything
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DualTowerConfig:
+    text_dim: int = 384
+    item_dim: int = 1280
+    embed_dim: int = 256
+    hidden_dim: int = 512
+    dropout: float = 0.1
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 8
+    # Up to this corpus size every step scores the full corpus (no false negatives from
+    # in-batch sampling); above it, negatives are the batch's items.
+    full_softmax_max_items: int = 50_000
+    seed: int = 0
+
+
+class ProjectionHead(nn.Module):
+    """Frozen feature -> residual MLP -> L2-normalised joint embedding."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, dropout: float):
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_dim) -> (B, out_dim)
+        return F.normalize(self.linear(x) + self.mlp(x), dim=-1)
+
+
+class DualTower(nn.Module):
+    def __init__(self, config: DualTowerConfig):
+        super().__init__()
+        self.config = config
+        self.text_head = ProjectionHead(
+            config.text_dim, config.hidden_dim, config.embed_dim, config.dropout
+        )
+        self.item_head = ProjectionHead(
+            config.item_dim, config.hidden_dim, config.embed_dim, config.dropout
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's init
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.clamp(max=math.log(100)).exp()
+
+
+def train_dual_tower(
+    text_features: np.ndarray,
+    pair_items: np.ndarray,
+    item_features: np.ndarray,
+    config: DualTowerConfig,
+    val_text_features: np.ndarray | None = None,
+    val_items: np.ndarray | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> tuple[DualTower, list[dict]]:
+    """InfoNCE on (text, item index) pairs; early stopping on validation R@1.
+
+    text_features (P, Dt), pair_items (P,) indices into item_features (N, Di).
+    """
+    seed_everything(config.seed)
+    model = DualTower(config)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    texts = torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32))
+    targets = torch.from_numpy(np.asarray(pair_items, dtype=np.int64))
+    items = torch.from_numpy(np.ascontiguousarray(item_features, dtype=np.float32))
+    full_softmax = len(items) <= config.full_softmax_max_items
+    generator = torch.Generator().manual_seed(config.seed)
+
+    history, best_r1, best_state, stale = [], -1.0, None, 0
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(texts), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            query = model.text_head(texts[batch])  # (B, E)
+            if full_softmax:
+                keys, labels = model.item_head(items), targets[batch]  # (N, E), (B,)
+                loss = F.cross_entropy(model.scale() * query @ keys.T, labels)
+            else:
+                unique, labels = torch.unique(targets[batch], return_inverse=True)
+                keys = model.item_head(items[unique])  # (U, E)
+                logits = model.scale() * query @ keys.T  # (B, U)
+                # item->text direction: average over each item's positives in the batch
+                positives = F.one_hot(labels, len(unique)).T.float()  # (U, B)
+                item_to_text = -(positives * logits.T.log_softmax(-1)).sum(-1) / positives.sum(-1)
+                loss = 0.5 * (F.cross_entropy(logits, labels) + item_to_text.mean())
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(batch)
+        record = {
+            "epoch": epoch,
+            "loss": total / len(texts),
+            "temperature": float(1 / model.scale()),
+            "seconds": time.perf_counter() - started,
+        }
+        if val_text_features is not None and len(val_text_features):
+            top, _ = search(model, val_text_features, item_features, top_k=10)
+            hits = top == np.asarray(val_items)[:, None]
+            record.update(
+                val_r1=float(hits[:, :1].any(1).mean()), val_r10=float(hits.any(1).mean())
+            )
+        history.append(record)
+        if on_epoch:
+            on_epoch(epoch, record)
+        score = record.get("val_r1", -record["loss"])
+        if score > best_r1:
+            best_r1, best_state, stale = (
+                score,
+                {k: v.clone() for k, v in model.state_dict().items()},
+                0,
+            )
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval(), history
+
+
+@torch.inference_mode()
+def embed_items(
+    model: DualTower, item_features: np.ndarray, batch_size: int = 8192
+) -> torch.Tensor:
+    model.eval()
+    items = torch.from_numpy(np.ascontiguousarray(item_features, dtype=np.float32))
+    return torch.cat(
+        [model.item_head(items[s : s + batch_size]) for s in range(0, len(items), batch_size)]
+    )
+
+
+@torch.inference_mode()
+def search(
+    model: DualTower,
+    text_features: np.ndarray,
+    item_features: np.ndarray | None = None,
+    top_k: int = 10,
+    item_embeddings: torch.Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine search: (Q, top_k) item indices and scores, best first."""
+    model.eval()
+    keys = item_embeddings if item_embeddings is not None else embed_items(model, item_features)
+    query = model.text_head(torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32)))
+    scores, indices = (query @ keys.T).topk(min(top_k, len(keys)), dim=-1)
+    return indices.numpy(), scores.numpy()
+
+
+def dual_tower_to_checkpoint(model: DualTower, extra: dict | None = None) -> dict:
+    return {"config": asdict(model.config), "state_dict": model.state_dict(), **(extra or {})}
+
+
+def dual_tower_from_checkpoint(checkpoint: dict) -> DualTower:
+    model = DualTower(DualTowerConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()

@@ -1,0 +1,5 @@
+"""coarse_clustering stage."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
