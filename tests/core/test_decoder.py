@@ -24,6 +24,7 @@ from cart_pipeline.core.decoder import (
     score_all_identifiers,
     train_decoder,
 )
+from cart_pipeline.core.decoder.train import length_bucketed_batches
 
 S, H, T = 3, 16, 7  # tiny text side: 3 layers of width 16, 7 tokens
 
@@ -115,27 +116,52 @@ def test_fusion_uses_all_layers_and_ablation_only_the_last():
 
 
 def test_fine_branch_equals_weighted_sum_of_per_layer_attentions():
+    """The fused, memory-unprojected fine branch == Σ_s w_s·CrossAttn(Y, P_s E_s) done plainly."""
     ids, ranges, vocab = semantic_ids(10)
     model = tiny_model(ranges, vocab).eval()
     fusion = model.layers[0].cross
     with torch.no_grad():
         fusion.alpha.copy_(torch.randn(S))
+        fusion.fine.kv.bias.normal_()  # biases matter: b_k must cancel, b_v must come through
+        fusion.fine.q.bias.normal_()
         layers, mask = text_states(3)
-        mem = model.encode_memory(layers, mask).layers[0]
+        e = model.encode_memory(layers, mask).shared["e"]  # (B, T, S, d)
+        # P_s E_s + b_s at the real tokens
+        ref_e = torch.einsum("bsth,shd->btsd", layers, model.fine_in_w) + model.fine_in_b
+        torch.testing.assert_close(e[mask], ref_e[mask], atol=1e-5, rtol=1e-5)
         x = torch.randn(3, 4, 32)
-        got = fusion.fine_heads(x, mem["kf"], mem["vf"], mask)
-        k = mem["kf"].unflatten(2, (S, T))  # (B, nh, S, T, hd)
-        v = mem["vf"].unflatten(2, (S, T))
-        q = fusion.fine.q(x).unflatten(-1, (2, -1)).transpose(1, 2)
+        got = fusion.fine_attention(x, e, mask)  # (B, Q, d), before W_o
+        k, v = fusion.fine.kv(e).chunk(2, dim=-1)  # every memory vector projected: (B, T, S, d)
+        k, v = (t.unflatten(-1, (2, -1)).permute(0, 2, 3, 1, 4) for t in (k, v))  # (B,S,nh,T,hd)
+        q = fusion.fine.q(x).unflatten(-1, (2, -1)).transpose(1, 2)  # (B, nh, Q, hd)
         w = torch.softmax(fusion.alpha, 0)
         want = sum(
             w[s]
             * F.scaled_dot_product_attention(
-                q, k[:, :, s], v[:, :, s], attn_mask=mask[:, None, None]
+                q, k[:, s], v[:, s], attn_mask=mask[:, None, None]
             )
             for s in range(S)
         )
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, want.transpose(1, 2).flatten(2), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+def test_padding_and_beam_folding_do_not_change_logits(fusion):
+    """Extra padding columns, and several targets folded as beams (the R-Drop passes), give the
+    same logits as one query at a time with its exact length."""
+    ids, ranges, vocab = semantic_ids(10)
+    model = tiny_model(ranges, vocab, fusion=fusion).eval()
+    layers, mask = text_states(3)
+    padded = torch.cat([layers, torch.randn(3, S, 4, H)], 2)  # garbage in the padding
+    padded_mask = torch.cat([mask, torch.zeros(3, 4, dtype=torch.bool)], 1)
+    targets = torch.stack([ids[:3], ids[3:6]], 1)  # (B, 2, L)
+    with torch.no_grad():
+        folded = model.logits_for(model.encode_memory(padded, padded_mask), targets)
+        for b in range(3):
+            n = int(mask[b].sum())
+            for j in range(2):
+                one = model(layers[b : b + 1, :, :n], mask[b : b + 1, :n], targets[b : b + 1, j])
+                torch.testing.assert_close(folded[b, j], one[0], atol=1e-5, rtol=1e-5)
 
 
 def test_consistency_loss_zero_without_dropout_positive_with():
@@ -287,6 +313,32 @@ def test_checkpoint_roundtrip_weights_only():
     assert loaded.head.weight is loaded.tok_emb.weight  # tying survives
     with pytest.raises(TypeError):
         decoder_to_checkpoint(model, {"bad": np.zeros(3)})
+
+
+# -- training batches ------------------------------------------------------------------------
+def test_length_bucketed_batches_cover_every_pair_once_with_less_padding():
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 12, (1000,), generator=g)
+    lengths[::40] = 45  # a few long texts, as in real queries
+
+    def epoch(gen, pool=8):
+        return length_bucketed_batches(lengths, 32, gen, pool_batches=pool)
+
+    def padded_tokens(batches):
+        return sum(len(b) * int(lengths[b].max()) for b in batches)
+
+    first = epoch(torch.Generator().manual_seed(1))
+    assert sorted(torch.cat(first).tolist()) == list(range(1000))
+    assert len(first) == 32 and all(len(b) <= 32 for b in first)  # ceil(1000 / 32) batches
+    assert all(  # same seed, same epoch
+        torch.equal(a, b) for a, b in zip(first, epoch(torch.Generator().manual_seed(1)), strict=True)
+    )
+    gen = torch.Generator().manual_seed(1)
+    e1, e2 = epoch(gen), epoch(gen)  # the next epoch is batched differently
+    assert {tuple(sorted(b.tolist())) for b in e1} != {tuple(sorted(b.tolist())) for b in e2}
+    random_batches = epoch(torch.Generator().manual_seed(1), pool=1)
+    assert sorted(torch.cat(random_batches).tolist()) == list(range(1000))
+    assert padded_tokens(first) < 0.6 * padded_tokens(random_batches)
 
 
 # -- training with the real text encoder ------------------------------------------------------

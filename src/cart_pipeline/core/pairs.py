@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PAIR_COLUMNS = ["text", "item_id", "source", "is_validation"]
+PAIR_COLUMNS = ["query_id", "text", "item_id", "source", "is_validation"]
 
 
 class LeakageError(AssertionError):
@@ -31,6 +31,7 @@ def training_pairs(
         [
             pd.DataFrame(
                 {
+                    "query_id": human.query_id.to_numpy(),
                     "text": human.text.to_numpy(),
                     "item_id": human.item_id.to_numpy(),
                     "source": "human",
@@ -39,6 +40,7 @@ def training_pairs(
             ),
             pd.DataFrame(
                 {
+                    "query_id": pseudo_queries.query_id.to_numpy(),
                     "text": pseudo_queries.text.to_numpy(),
                     "item_id": pseudo_queries.item_id.to_numpy(),
                     "source": pseudo_queries.source.to_numpy(),

@@ -13,10 +13,20 @@ Two-branch fusion (paper, "fusion" row of DESIGN.md):
     fine:   f = Σ_s softmax(α)_s · CrossAttn_f(Y, P_s E_s)   P_s: H -> d, one per text layer
     out = c + f
 
-The text memory (Z, P_s E_s and every layer's cross-attention K/V) depends only on the query,
-so ``encode_memory`` computes it once and decoding re-uses it for any number of beams: beams of
-one query are folded into the cross-attention *query* axis (cross-attention has no causal mask),
-so K/V of shape (B, ..., T) serve (B, beams·positions) queries without ever being copied.
+The text memory depends only on the query, so ``encode_memory`` computes it once and decoding
+re-uses it for any number of beams: beams of one query are folded into the cross-attention
+*query* axis (cross-attention has no causal mask), so memory of shape (B, ..., T) serves
+(B, beams·positions) queries without ever being copied. Training uses the same folding for the
+two R-Drop passes (2 "beams" of the same target), so the memory is built once for both.
+
+Cost (why the fine branch is computed the way it is): the fine branch attends over S·T keys
+(7 text layers × T tokens), ~10x more keys than the decoder has query positions in training
+(L = 5, ×2 for R-Drop). Projecting every memory token to K/V in every decoder layer would be
+most of the FLOPs, so the fine branch never projects the memory: q·(W_k e) = (W_kᵀ q)·e and
+Σ a·(W_v e) = W_v (Σ a·e), per head, which is the same function (see ``fine_attention``) with
+W_k, W_v applied to the few queries instead of the many keys. Only P_s E_s is computed (once
+per forward, shared by the layers, as in the paper P_s belongs to the input side), and only for
+real tokens, never for padding.
 """
 
 from __future__ import annotations
@@ -146,48 +156,68 @@ class TwoBranchFusion(nn.Module):
         self.gate = nn.Linear(d, d)
         # One cross-attention (W_q, W_k, W_v, W_o) shared by all S text layers: the per-layer
         # projections P_s already map each E_s into a common d-space, sharing keeps the parameter
-        # count independent of S, and it lets the S attentions run as one (see fine_heads).
+        # count independent of S, and it lets the S attentions run as one (see fine_attention).
         # α decides how much each text layer contributes.
         self.fine = CrossAttention(d, n_heads, dropout)
         self.alpha = nn.Parameter(torch.zeros(text_layers))
         self.resid_drop = nn.Dropout(dropout)
 
-    def memory(self, z: torch.Tensor, e: torch.Tensor) -> dict[str, torch.Tensor]:
-        # z (B, T, d), e (B, S, T, d) -> this layer's cross-attention K/V
-        kc, vc = self.coarse.memory_kv(z)  # (B, nh, T, hd)
-        kf, vf = self.fine.memory_kv(e)  # (B, S, nh, T, hd)
-        # The S text layers laid end to end as one key axis of S·T keys: (B, nh, S·T, hd)
-        kf, vf = (t.transpose(1, 2).flatten(2, 3) for t in (kf, vf))
-        return {"kc": kc, "vc": vc, "kf": kf, "vf": vf}
+    def memory(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        # z (B, T, d) -> this layer's coarse K/V, each (B, nh, T, hd); the fine branch reads the
+        # shared e directly (fine_attention), so it has no per-layer memory
+        kc, vc = self.coarse.memory_kv(z)
+        return {"kc": kc, "vc": vc}
 
-    def fine_heads(
-        self, x: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor, key_mask: torch.Tensor
+    def fine_attention(
+        self, x: torch.Tensor, e: torch.Tensor, key_mask: torch.Tensor
     ) -> torch.Tensor:
-        """Σ_s w_s·Attn(q, K_s, V_s) as ONE attention over the S·T concatenated keys.
+        """Σ_s w_s·Attn(q, W_k e_s, W_v e_s) as ONE attention over the T·S memory vectors.
 
-        Because W_q and W_o are shared across layers, q is the same for every s; a softmax taken
-        per layer (over each T-block) and scaled by w_s, then one matmul with the concatenated
-        values, equals the weighted sum of S separate attentions, without materialising S
-        copies of the queries or of the (B, S, nh, Q, hd) outputs.
+        x (B, Q, d) decoder states; e (B, T, S, d) the P_s-projected text layers; key_mask
+        (B, T) -> (B, Q, d) concatenated heads, before the output projection W_o.
+
+        * S attentions as one: W_q is shared, so q is the same for every s; a softmax taken per
+          text layer (over its T tokens) and scaled by w_s, then one matmul with all values,
+          is the weighted sum of the S attentions.
+        * Memory never projected (W_k, W_v moved to the query side, per head h):
+          q_h·(W_k,h e + b_k,h) = (W_k,hᵀ q_h)·e + q_h·b_k,h, and the last term is the same for
+          every key of a query, so the softmax removes it;
+          Σ a·(W_v,h e + b_v,h) = W_v,h (Σ a·e) + (Σ a)·b_v,h  (Σ a = 1 unless dropout hit it).
+          Cost per layer: 2·Q·d² + 2·nh·Q·S·T·d instead of 2·S·T·d² (+ attention) for K/V of
+          every memory vector, ~7x fewer FLOPs at Q = 10, S·T = 56.
         """
-        q = _split_heads(self.fine.q(x), self.fine.n_heads)  # (B, nh, Q, hd)
-        S = self.alpha.numel()
-        att = (q @ kf.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, nh, Q, S·T)
-        att = att.unflatten(-1, (S, -1)).masked_fill(
-            ~key_mask[:, None, None, None, :], float("-inf")
-        )
-        att = torch.softmax(att, dim=-1) * torch.softmax(self.alpha, 0)[:, None]  # (B, nh, Q, S, T)
-        att = F.dropout(att.flatten(-2), self.fine.dropout, self.training)
-        return att @ vf  # (B, nh, Q, hd)
+        B, Q, d = x.shape
+        T, S = e.shape[1], e.shape[2]
+        nh = self.fine.n_heads
+        hd = d // nh
+        w_k, w_v = self.fine.kv.weight.view(2, nh, hd, d)  # rows of W_k / W_v by head
+        b_v = self.fine.kv.bias.view(2, nh, hd)[1]
+        q = self.fine.q(x).view(B, Q, nh, hd)
+        q = torch.einsum("bqnk,nkd->bnqd", q, w_k * hd**-0.5)  # W_kᵀ q, scaled: (B, nh, Q, d)
+        mem = e.reshape(B, T * S, d)
+        # Scores key-major, (B, T·S, nh·Q): both matmuls then give e a contiguous gradient
+        # (summed over 2 uses × n_layers; a transposed one made those sums ~5x slower).
+        att = mem @ q.reshape(B, nh * Q, d).transpose(1, 2)
+        att = att.view(B, T, S, nh * Q).masked_fill(~key_mask[:, :, None, None], float("-inf"))
+        att = torch.softmax(att, dim=1) * torch.softmax(self.alpha, 0)[:, None]  # per s, × w_s
+        att = F.dropout(att.view(B, T * S, nh * Q), self.fine.dropout, self.training)
+        ctx = (att.transpose(1, 2) @ mem).view(B, nh, Q, d)  # Σ_s w_s Σ_t a·e_{t,s}
+        y = torch.einsum("bnqd,nkd->bqnk", ctx, w_v)  # W_v per head: (B, Q, nh, hd)
+        if self.training and self.fine.dropout > 0:
+            y = y + att.sum(1).view(B, nh, Q).transpose(1, 2)[..., None] * b_v
+        else:
+            y = y + 0 * b_v
+        return y.reshape(B, Q, d)
 
     def forward(
         self, x: torch.Tensor, mem: dict[str, torch.Tensor], key_mask: torch.Tensor
     ) -> torch.Tensor:
-        # x (B, Q, d); key_mask (B, T) bool, True = real token
+        # x (B, Q, d); mem: this layer's coarse K/V + the shared fine memory "e" (B, T, S, d);
+        # key_mask (B, T) bool, True = real token
         m = key_mask[:, None, None, :]  # (B, 1, 1, T) -> broadcast over heads and queries
         c = self.coarse.proj(_merge_heads(self.coarse.heads(x, mem["kc"], mem["vc"], m)))
         c = c * torch.sigmoid(self.gate(c))  # sigmoid self-gate
-        f = self.fine.proj(_merge_heads(self.fine_heads(x, mem["kf"], mem["vf"], key_mask)))
+        f = self.fine.proj(self.fine_attention(x, mem["e"], key_mask))
         return self.resid_drop(c + f)
 
 
@@ -199,7 +229,7 @@ class PlainCrossAttention(nn.Module):
         self.attn = CrossAttention(d, n_heads, dropout)
         self.resid_drop = nn.Dropout(dropout)
 
-    def memory(self, z: torch.Tensor, e: torch.Tensor) -> dict[str, torch.Tensor]:
+    def memory(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         k, v = self.attn.memory_kv(z)  # z = projected E_S (B, T, d)
         return {"k": k, "v": v}
 
@@ -226,7 +256,7 @@ class DecoderLayer(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, mem: dict, key_mask: torch.Tensor, cache=None):
-        # x (B, nb, Lq, d): nb beams (1 in training) of Lq positions for each of B queries
+        # x (B, nb, Lq, d): nb beams (in training 1, or the 2 R-Drop passes) of Lq positions per query
         B, nb, Lq, d = x.shape
         y, new_cache = self.self_attn(self.ln_self(x).view(B * nb, Lq, d), cache)
         x = x + y.view(B, nb, Lq, d)
@@ -241,11 +271,18 @@ class TextMemory:
 
     key_mask: torch.Tensor  # (B, T) bool
     layers: list[dict[str, torch.Tensor]] = field(default_factory=list)  # per decoder layer K/V
+    shared: dict[str, torch.Tensor] = field(default_factory=dict)  # read by every layer ("e")
+
+    def layer(self, i: int) -> dict[str, torch.Tensor]:
+        """Everything decoder layer i reads."""
+        return {**self.shared, **self.layers[i]}
 
     def select(self, idx: torch.Tensor) -> TextMemory:
         """Memory of a subset of queries (e.g. a chunk), by index on the batch axis."""
         return TextMemory(
-            self.key_mask[idx], [{k: v[idx] for k, v in m.items()} for m in self.layers]
+            self.key_mask[idx],
+            [{k: v[idx] for k, v in m.items()} for m in self.layers],
+            {k: v[idx] for k, v in self.shared.items()},
         )
 
 
@@ -299,17 +336,25 @@ class CartDecoder(nn.Module):
     # -- text side -----------------------------------------------------------------------------
     def encode_memory(self, text_layers: torch.Tensor, text_mask: torch.Tensor) -> TextMemory:
         # text_layers (B, S, T, H), text_mask (B, T) True = real token
-        text_layers = text_layers.to(self.tok_emb.weight.dtype)
+        text_mask = text_mask.bool()
+        B, S, T, H = text_layers.shape
+        d = self.cfg.d_model
+        # Only real tokens are projected (batches pad to the longest text, often 3-4x the
+        # typical one); padded positions stay 0 and are masked out of every attention.
+        real = text_layers.transpose(1, 2)[text_mask].to(self.tok_emb.weight.dtype)  # (N, S, H)
         if self.cfg.fusion:
-            B, S, T, H = text_layers.shape
-            z = self.coarse_in(text_layers.transpose(1, 2).reshape(B, T, S * H))  # (B, T, d)
-            e = (
-                torch.einsum("bsth,shd->bstd", text_layers, self.fine_in_w)
-                + self.fine_in_b[:, None]
+            z_real = self.coarse_in(real.reshape(-1, S * H))  # Z = W·concat(E_1..E_S) + b
+            e_real = torch.baddbmm(  # P_s E_s + b_s for every s: (S, N, H) @ (S, H, d)
+                self.fine_in_b[:, None], real.transpose(0, 1), self.fine_in_w
             )
+            e = real.new_zeros(B, T, S, d)
+            e[text_mask] = e_real.transpose(0, 1)  # (B, T, S, d)
+            shared = {"e": e}
         else:
-            z, e = self.last_in(text_layers[:, -1]), None  # (B, T, d)
-        return TextMemory(text_mask.bool(), [layer.cross.memory(z, e) for layer in self.layers])
+            z_real, shared = self.last_in(real[:, -1]), {}  # E_S only
+        z = real.new_zeros(B, T, d)
+        z[text_mask] = z_real  # (B, T, d)
+        return TextMemory(text_mask, [layer.cross.memory(z) for layer in self.layers], shared)
 
     # -- identifier side -----------------------------------------------------------------------
     def decode(
@@ -321,7 +366,7 @@ class CartDecoder(nn.Module):
         x = self.drop(self.tok_emb(tokens) + self.pos_emb(pos))
         new_cache = []
         for i, layer in enumerate(self.layers):
-            x, c = layer(x, mem.layers[i], mem.key_mask, None if cache is None else cache[i])
+            x, c = layer(x, mem.layer(i), mem.key_mask, None if cache is None else cache[i])
             new_cache.append(c)
         return self.ln_f(x), new_cache
 

@@ -41,6 +41,8 @@ class TrainConfig:
     val_beam_size: int = 10
     encode_batch_size: int = 128
     progress: bool = True
+    # batches drawn from length-sorted pools of this many batches (less padding); 1 = random
+    bucket_pool_batches: int = 16
 
 
 class PackedTextStates:
@@ -72,6 +74,10 @@ class PackedTextStates:
     def __len__(self) -> int:
         return self.offsets.numel() - 1
 
+    def lengths(self) -> torch.Tensor:
+        """(n,) number of tokens of each text."""
+        return self.offsets[1:] - self.offsets[:-1]
+
     def nbytes(self) -> int:
         return self.packed.numel() * self.packed.element_size()
 
@@ -88,6 +94,29 @@ class PackedTextStates:
             self.packed[gather].float().masked_fill(~mask[..., None, None], 0.0)
         )  # (B, T, S, H)
         return layers.transpose(1, 2).to(device), mask.to(device)
+
+
+def length_bucketed_batches(
+    lengths: torch.Tensor, batch_size: int, generator: torch.Generator, pool_batches: int = 16
+) -> list[torch.Tensor]:
+    """One epoch of batches (indices into ``lengths``) with little padding, still random.
+
+    A batch pads to its longest text, and most texts are 5-10 tokens while a few are 40+, so
+    random batches are mostly padding. As in fairseq/torchtext bucketing: shuffle, cut into
+    pools of ``pool_batches`` batches, sort each pool by length (ties in shuffled order), cut
+    it into batches and shuffle the batch order. Every pair is seen once per epoch, batch
+    composition and order change every epoch, and the same generator state gives the same
+    epoch. pool_batches <= 1 = plain random batches.
+    """
+    perm = torch.randperm(len(lengths), generator=generator)
+    if pool_batches <= 1:
+        return list(perm.split(batch_size))
+    batches = []
+    for pool in perm.split(batch_size * pool_batches):
+        pool = pool[torch.sort(lengths[pool], stable=True).indices]  # stable: ties stay shuffled
+        batches.extend(pool.split(batch_size))
+    order = torch.randperm(len(batches), generator=generator)
+    return [batches[i] for i in order]
 
 
 def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -187,6 +216,7 @@ def train_decoder(
     text_index = {t: i for i, t in enumerate(distinct)}
     pair_text = torch.tensor([text_index[t] for t in train_texts], dtype=torch.long)
     states = PackedTextStates(distinct, text_encoder, config.encode_batch_size, config.progress)
+    pair_lengths = states.lengths()[pair_text]  # tokens per pair's text, for length bucketing
     log.info(
         "cached %d distinct texts (%d pairs): %.1f MB float16",
         len(states),
@@ -226,27 +256,24 @@ def train_decoder(
     for epoch in bar:
         model.train()
         t0, sums, n_seen = time.perf_counter(), {"loss": 0.0, "ce": 0.0, "kl": 0.0}, 0
-        perm = torch.randperm(len(items), generator=gen)
-        for start in range(0, len(items), config.batch_size):
-            pairs = perm[start : start + config.batch_size]
+        for pairs in length_bucketed_batches(
+            pair_lengths, config.batch_size, gen, config.bucket_pool_batches
+        ):
             layers, mask = states.batch(pair_text[pairs], device)
             targets = targets_all[items[pairs].to(device)]  # (b, L)
-            if omega > 0:  # both dropout passes in one forward: the batch twice
-                logits = model(
-                    torch.cat([layers, layers]),
-                    torch.cat([mask, mask]),
-                    torch.cat([targets, targets]),
-                )
-                la, lb = logits.chunk(2)
+            # The text memory has no dropout, so it is built once and read by both R-Drop
+            # passes: they run as 2 "beams" of the same target, each with its own dropout.
+            mem = model.encode_memory(layers, mask)
+            if omega > 0:
+                la, lb = model.logits_for(mem, targets[:, None].expand(-1, 2, -1)).unbind(1)
                 ce = 0.5 * (
                     identifier_ce(la, targets, allowed, config.label_smoothing)
                     + identifier_ce(lb, targets, allowed, config.label_smoothing)
                 )
                 kl = consistency_loss(la, lb, allowed)
             else:
-                ce = identifier_ce(
-                    model(layers, mask, targets), targets, allowed, config.label_smoothing
-                )
+                logits = model.logits_for(mem, targets[:, None])[:, 0]
+                ce = identifier_ce(logits, targets, allowed, config.label_smoothing)
                 kl = torch.zeros((), device=device)
             loss = ce + omega * kl
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,129 @@
+"""Full CART and the paper's ablations, each as its own tracked `kedro run`, then one table.
+
+    make ablations            # or: python -m cart_pipeline.ablations [--variants ...]
+
+Features, pseudo-queries and the other inputs shared by every variant are computed once
+(the stages up to `captioning`, skipped when they already exist); each variant then reruns only
+what it changes (identifiers, decoder, evaluation) as an MLflow run tagged `run_label=<variant>`.
+The comparison lands in data/08_reporting/ablations/: comparison.csv, comparison.md and
+comparison.png, with the paper's Flickr30K ablation R@1 beside ours for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+logger = logging.getLogger("cart_pipeline.ablations")
+
+# label -> (kedro --params overrides, the paper's R@1 for it on Flickr30K text->image)
+VARIANTS: dict[str, tuple[str, float | None]] = {
+    "cart": ("id_variant=cart", 81.78),
+    "no_fusion": ("id_variant=cart,decoder_training.fusion=false", 75.54),
+    "no_consistency": ("id_variant=cart,decoder_training.consistency_weight=0.0", 81.64),
+    "rqvae_only": ("id_variant=rqvae_only", 79.50),
+    "hierarchical_kmeans": ("id_variant=hierarchical_kmeans", 76.22),
+    "atomic": ("id_variant=atomic", None),
+}
+SHARED_STAGES = "ingest,feature_extraction,coarse_clustering,captioning"
+VARIANT_STAGES = "rqvae_quantization,id_assignment,decoder_training,evaluation"
+
+
+def kedro(project: Path, *args: str) -> None:
+    command = [str(Path(sys.executable).parent / "kedro"), "run", *args]
+    logger.info("$ %s", " ".join(command))
+    subprocess.run(command, cwd=project, check=True, env={**os.environ, "DO_NOT_TRACK": "1"})
+
+
+def latest_metrics(project: Path) -> dict:
+    versions = sorted((project / "data/08_reporting/metrics.json").glob("*/metrics.json"))
+    if not versions:
+        raise FileNotFoundError("no metrics.json was written")
+    return json.loads(versions[-1].read_text())
+
+
+def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
+    rows = []
+    for label, metrics in results.items():
+        for group, systems in [*metrics["by_modality"].items(), ("overall", metrics["overall"])]:
+            for system, values in systems.items():
+                if system == "dual_tower" and label != "cart":
+                    continue  # the baseline does not change with CART's ablations
+                rows.append(
+                    {
+                        "variant": label if system == "cart" else "dual_tower",
+                        "modality": group,
+                        **{k: values[k] for k in ("R@1", "R@5", "R@10", "MRR@10", "median_rank", "n_queries")},
+                        "paper_flickr30k_R@1": VARIANTS.get(label, (None, None))[1] if system == "cart" else 74.9,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    def cell(value) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else ("" if value is None else str(value))
+
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys(table.modality))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.8), sharey=True, squeeze=False)
+    for ax, group in zip(axes[0], groups, strict=True):
+        part = table[table.modality == group]
+        bars = ax.bar(part.variant, part["R@1"], color=["tab:gray" if v == "dual_tower" else "tab:blue" for v in part.variant])
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax.set_title(group)
+        ax.tick_params(axis="x", rotation=60, labelsize=8)
+    axes[0][0].set_ylabel("R@1 on test queries")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--project", type=Path, default=Path.cwd())
+    parser.add_argument("--params", default="", help="extra kedro --params for every run, e.g. decoder_training.epochs=5")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    project = args.project.resolve()
+
+    if not any((project / "data/04_feature").glob("*/pseudo_query_features.parquet")):
+        kedro(project, "--pipelines", SHARED_STAGES)
+    results = {}
+    for label in args.variants:
+        started = time.perf_counter()
+        overrides = ",".join(p for p in (VARIANTS[label][0], f"run_label={label}", args.params) if p)
+        kedro(project, "--pipelines", VARIANT_STAGES, "--params", overrides)
+        results[label] = latest_metrics(project)
+        logger.info("%s done in %.0f s: overall R@1 %.3f", label, time.perf_counter() - started, results[label]["overall"]["cart"]["R@1"])
+
+    out = project / "data/08_reporting/ablations"
+    out.mkdir(parents=True, exist_ok=True)
+    table = comparison_table(results)
+    table.to_csv(out / "comparison.csv", index=False)
+    (out / "comparison.md").write_text(markdown_table(table))
+    plot(table, out / "comparison.png")
+    print(markdown_table(table))  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

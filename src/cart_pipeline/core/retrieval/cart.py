@@ -1,0 +1,54 @@
+"""CART inference as one object: text queries in, ranked item ids out.
+
+The evaluation stage, the search CLI and the benchmarks all go through :class:`CartIndex`,
+so there is one inference path: frozen text encoder -> decoder memory -> beam search
+constrained by the identifier trie -> item ids with their sequence log-probabilities.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from cart_pipeline.core.decoder import CartDecoder, IdentifierTrie, constrained_beam_search, decoder_from_checkpoint
+
+
+@dataclass
+class CartIndex:
+    decoder: CartDecoder
+    trie: IdentifierTrie
+    item_ids: np.ndarray  # (N,) item id of each identifier row
+    text_encoder: object  # has .encode_layers(texts) -> (B, S, T, H), (B, T)
+    metadata: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict, text_encoder) -> CartIndex:
+        decoder, extra = decoder_from_checkpoint(checkpoint)
+        identifiers = torch.as_tensor(extra["identifiers"], dtype=torch.long)
+        return cls(decoder, IdentifierTrie.from_tokens(identifiers), np.asarray(extra["item_ids"], dtype=object), text_encoder, extra)
+
+    @torch.inference_mode()
+    def search(
+        self, texts: list[str], top_k: int = 10, beam_size: int | None = None, batch_size: int = 100
+    ) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(Q, top_k) item indices (-1 = none) and log-probs, best first; plus timings.
+
+        timings: seconds spent encoding the queries and decoding (beam search) in total.
+        """
+        beam_size = max(beam_size or top_k, top_k)
+        found, scores, encode_s, decode_s = [], [], 0.0, 0.0
+        for start in range(0, len(texts), batch_size):
+            t0 = time.perf_counter()
+            layers, mask = self.text_encoder.encode_layers(list(texts[start : start + batch_size]))
+            t1 = time.perf_counter()
+            items, logp = constrained_beam_search(self.decoder, layers, mask, self.trie, beam_size, top_k)
+            t2 = time.perf_counter()
+            encode_s, decode_s = encode_s + t1 - t0, decode_s + t2 - t1
+            found.append(items.numpy())
+            scores.append(logp.numpy())
+        if not found:
+            return np.zeros((0, top_k), np.int64), np.zeros((0, top_k), np.float32), {"encode_s": 0.0, "decode_s": 0.0}
+        return np.concatenate(found), np.concatenate(scores), {"encode_s": encode_s, "decode_s": decode_s}

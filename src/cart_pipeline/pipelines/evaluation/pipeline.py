@@ -1,0 +1,96 @@
+from kedro.pipeline import Pipeline, node
+
+from cart_pipeline.pipelines.modalities import per_modality
+
+from .nodes import evaluate_modality, fit_dual_tower, rank_with_cart, rank_with_dual_tower, summarise
+from .report import build_report
+
+
+def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
+    template = Pipeline(
+        [
+            node(
+                fit_dual_tower,
+                inputs=[
+                    "training_pairs",
+                    "query_features",
+                    "pseudo_query_features",
+                    "candidate_features",
+                    "params:evaluation",
+                    "params:modality",
+                    "params:seed",
+                ],
+                outputs="dual_tower",
+                name="fit_dual_tower",
+            ),
+            node(
+                rank_with_cart,
+                inputs=["cart_decoder", "queries", "params:evaluation", "params:feature_extraction.text_encoder"],
+                outputs=["cart_rankings", "cart_timing"],
+                name="rank_with_cart",
+            ),
+            node(
+                rank_with_dual_tower,
+                inputs=[
+                    "dual_tower",
+                    "queries",
+                    "query_features",
+                    "candidate_features",
+                    "params:evaluation",
+                    "params:feature_extraction.text_encoder",
+                ],
+                outputs=["dual_tower_rankings", "dual_tower_timing"],
+                name="rank_with_dual_tower",
+            ),
+            node(
+                evaluate_modality,
+                inputs=[
+                    "cart_rankings",
+                    "cart_timing",
+                    "dual_tower_rankings",
+                    "dual_tower_timing",
+                    "queries",
+                    "semantic_ids",
+                    "params:modality",
+                ],
+                outputs="evaluation_metrics",
+                name="evaluate_modality",
+            ),
+        ]
+    )
+    shared = ["evaluation", "feature_extraction.text_encoder"]
+    summary = Pipeline(
+        [
+            node(
+                summarise,
+                inputs=[
+                    "params:id_variant",
+                    "params:decoder_training",
+                    "params:evaluation",
+                    "params:seed",
+                    "params:run_label",
+                    *[f"{m}.evaluation_metrics" for m in modalities],
+                ],
+                outputs=["metrics", "recall_plot@figure"],
+                name="summarise_metrics",
+            ),
+            node(
+                build_report,
+                inputs={
+                    "metrics": "metrics",
+                    "candidates": "candidates",
+                    "queries": "queries",
+                    "dataset_root": "params:dataset_root",
+                    "params": "params:evaluation",
+                    "recall_plot": "recall_plot@png",
+                    **{f"{m}_cart_rankings": f"{m}.cart_rankings" for m in modalities},
+                    **{f"{m}_dual_tower_rankings": f"{m}.dual_tower_rankings" for m in modalities},
+                    **{f"{m}_id_statistics": f"{m}.id_statistics" for m in modalities},
+                    **{f"{m}_id_prefix_plot": f"{m}.id_prefix_plot@png" for m in modalities},
+                },
+                outputs="report",
+                name="build_report",
+            ),
+        ]
+    )
+    return per_modality(template, modalities, shared_parameters=shared) + summary

@@ -1,0 +1,53 @@
+"""The static HTML report: metrics, plots and example queries with both systems' results."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from cart_pipeline.core.report import render_report
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def pick_examples(rankings: dict[str, dict[str, pd.DataFrame]], queries: pd.DataFrame, n: int, top: int = 5) -> list[dict]:
+    """`n` test queries spread evenly over the modalities (and over each modality's queries)."""
+    per_modality = max(1, n // max(len(rankings), 1))
+    examples = []
+    for modality, systems in rankings.items():
+        asked = systems["cart"].query_id.unique()
+        chosen = np.sort(asked)[np.linspace(0, len(asked) - 1, min(per_modality, len(asked))).astype(int)] if len(asked) else []
+        for query_id in chosen:
+            query = queries.set_index("query_id").loc[query_id]
+            results = {
+                system: table[(table.query_id == query_id) & (table["rank"] <= top)].sort_values("rank")[["item_id", "score"]].to_dict("records")
+                for system, table in systems.items()
+            }
+            examples.append({"query_id": query_id, "text": query.text, "modality": modality, "relevant_item_id": query.item_id, "results": results})
+    return examples
+
+
+def build_report(
+    metrics: dict, candidates: pd.DataFrame, queries: pd.DataFrame, dataset_root: str, params: dict[str, Any], recall_plot: Image.Image, **per_modality: Any
+) -> str:
+    modalities = list(metrics["by_modality"])
+    rankings = {m: {"cart": per_modality[f"{m}_cart_rankings"], "dual_tower": per_modality[f"{m}_dual_tower_rankings"]} for m in modalities}
+    plots = {"Test-query recall by system": _png_bytes(recall_plot)}
+    plots.update({f"{m}: identifier prefixes (t-SNE of item features)": _png_bytes(per_modality[f"{m}_id_prefix_plot"]) for m in modalities})
+    metrics = {
+        **metrics,
+        "identifiers": {m: {k: v for k, v in per_modality[f"{m}_id_statistics"].items() if not isinstance(v, dict)} for m in modalities},
+    }
+    descriptions = queries[queries.source == "human"].drop_duplicates("item_id").set_index("item_id").text
+    items = candidates.assign(text=candidates.item_id.map(descriptions).fillna(""))[["item_id", "modality", "media_path", "text"]]
+    examples = pick_examples(rankings, queries, int(params.get("report_examples", 20)))
+    return render_report(metrics, examples, items, Path(dataset_root), plots)

@@ -1,0 +1,210 @@
+"""Search a trained CART index: `cart-search "a brown hen" --top-k 5` or the Python API.
+
+    from cart_pipeline.search import Retriever
+    retriever = Retriever.load()                  # latest artifacts of this project
+    retriever.search(["a brown hen"], k=5)        # -> [[SearchResult, ...]]
+
+The artifacts are read through the project's Kedro catalog, so `--version` is a Kedro save
+version (the timestamp folder under data/06_models/<modality>/cart_decoder.pt/) and `--run-id`
+an MLflow run whose `kedro_save_version` tag names one. Inference is the evaluation stage's
+own code path (:class:`cart_pipeline.core.retrieval.cart.CartIndex`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+class SearchError(RuntimeError):
+    """A problem the user can fix (no index yet, unknown version, empty query)."""
+
+
+@dataclass
+class SearchResult:
+    query: str
+    rank: int
+    item_id: str
+    modality: str
+    score: float
+    description: str
+    media_path: str
+
+
+def _find_project(start: Path) -> Path:
+    for path in (start, *start.parents):
+        if (path / "pyproject.toml").is_file() and (path / "conf" / "base").is_dir():
+            return path
+    raise SearchError(f"no Kedro project (pyproject.toml + conf/base) at or above {start}")
+
+
+def _version_of_run(project: Path, run_id: str) -> str:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        run = mlflow.get_run(run_id)
+    except Exception as error:
+        raise SearchError(f"unknown MLflow run id {run_id!r}: {error}") from None
+    version = run.data.tags.get("kedro_save_version")
+    if not version:
+        raise SearchError(f"MLflow run {run_id} has no kedro_save_version tag (was it a `kedro run` of this project?)")
+    return version
+
+
+class Retriever:
+    """One CART index per modality, loaded from the project's catalog."""
+
+    def __init__(self, indexes: dict, items: pd.DataFrame, load_seconds: float = 0.0):
+        self.indexes = indexes  # modality -> CartIndex
+        self.items = items.set_index("item_id")
+        self.load_seconds = load_seconds
+
+    @classmethod
+    def load(
+        cls,
+        project_path: str | Path | None = None,
+        version: str | None = None,
+        run_id: str | None = None,
+        modalities: list[str] | None = None,
+    ) -> Retriever:
+        from kedro.framework.session import KedroSession
+        from kedro.framework.startup import bootstrap_project
+        from kedro.io.core import DatasetError, VersionNotFoundError
+
+        from cart_pipeline.core.retrieval.cart import CartIndex
+        from cart_pipeline.pipelines.encoders import load_encoder
+        from cart_pipeline.pipelines.modalities import configured_modalities
+
+        started = time.perf_counter()
+        project = _find_project(Path(project_path or Path.cwd()).resolve())
+        if run_id:
+            version = _version_of_run(project, run_id)
+        bootstrap_project(project)
+        with KedroSession.create(project_path=project) as session:
+            context = session.load_context()
+            catalog, params = context.catalog, context.params
+        wanted = modalities or configured_modalities(project / "conf")
+        unknown = set(wanted) - set(params.get("modalities", []))
+        if unknown:
+            raise SearchError(f"unknown modality {sorted(unknown)}; this project indexes {params.get('modalities')}")
+
+        text_encoder = load_encoder(params["feature_extraction"]["text_encoder"])
+        indexes = {}
+        for modality in wanted:
+            name = f"{modality}.cart_decoder"
+            try:
+                checkpoint = catalog.load(name, version=version)
+            except VersionNotFoundError:
+                raise SearchError(
+                    f"no trained CART index for {modality!r}: {name} has no saved version yet. "
+                    "Build it with `make run` (or `kedro run`), or just this index with "
+                    f"`kedro run --namespaces {modality}`."
+                ) from None
+            except DatasetError as error:
+                if version:
+                    raise SearchError(f"unknown version {version!r} of {name}: {error}") from None
+                raise
+            indexes[modality] = CartIndex.from_checkpoint(checkpoint, text_encoder)
+        items = catalog.load("candidates")
+        queries = catalog.load("queries")
+        descriptions = queries[queries.source == "human"].drop_duplicates("item_id").set_index("item_id").text
+        items = items.assign(description=items.item_id.map(descriptions).fillna(""))
+        return cls(indexes, items, time.perf_counter() - started)
+
+    def search(
+        self, queries: list[str], k: int = 10, modality: str | None = None, beam_size: int | None = None
+    ) -> list[list[SearchResult]]:
+        """Top-k per query and modality index (scores are log-probs, comparable within one index)."""
+        if isinstance(queries, str):
+            queries = [queries]
+        blank = [i + 1 for i, q in enumerate(queries) if not q or not q.strip()]
+        if blank:
+            raise SearchError(f"empty query (query {blank[0]} of {len(queries)})")
+        if modality and modality not in self.indexes:
+            raise SearchError(f"no {modality!r} index loaded; available: {sorted(self.indexes)}")
+        results: list[list[SearchResult]] = [[] for _ in queries]
+        self.last_timing = {}
+        for name, index in self.indexes.items():
+            if modality and name != modality:
+                continue
+            top, scores, timing = index.search(list(queries), top_k=k, beam_size=beam_size)
+            self.last_timing[name] = timing
+            for q, (row_items, row_scores) in enumerate(zip(top, scores, strict=True)):
+                for rank, (i, score) in enumerate(((i, s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0), start=1):
+                    item_id = index.item_ids[i]
+                    item = self.items.loc[item_id] if item_id in self.items.index else None
+                    results[q].append(
+                        SearchResult(
+                            queries[q], rank, str(item_id), name, float(score),
+                            "" if item is None else str(item.description), "" if item is None else str(item.media_path),
+                        )
+                    )
+        return results
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cart-search", description="Search a trained CART index with text queries.")
+    parser.add_argument("query", nargs="?", help="the text query (or use --queries FILE)")
+    parser.add_argument("--queries", type=Path, help="a file with one query per line")
+    parser.add_argument("--top-k", type=int, default=10, help="results per query and modality (default 10)")
+    parser.add_argument("--beam-size", type=int, default=None, help="beam size (default: top-k)")
+    parser.add_argument("--modality", help="search only this modality's index (e.g. image, audio)")
+    parser.add_argument("--version", help="a Kedro save version of the artifacts (default: latest)")
+    parser.add_argument("--run-id", help="an MLflow run id whose artifacts to use")
+    parser.add_argument("--project", type=Path, default=None, help="the Kedro project (default: the current folder)")
+    parser.add_argument("--json", action="store_true", help="print JSON lines (one object per result)")
+    parser.add_argument("--verbose", action="store_true", help="print load time and per-query latency")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        if args.queries:
+            if not args.queries.is_file():
+                raise SearchError(f"queries file not found: {args.queries}")
+            queries = [line.strip() for line in args.queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+            if not queries:
+                raise SearchError(f"no queries in {args.queries}")
+        elif args.query is not None:
+            queries = [args.query]
+        else:
+            raise SearchError("give a query, e.g. cart-search \"a brown hen\", or --queries FILE")
+        if not all(q.strip() for q in queries):
+            raise SearchError("empty query")
+        retriever = Retriever.load(args.project, version=args.version, run_id=args.run_id, modalities=[args.modality] if args.modality else None)
+        started = time.perf_counter()
+        results = retriever.search(queries, k=args.top_k, modality=args.modality, beam_size=args.beam_size)
+        seconds = time.perf_counter() - started
+    except SearchError as error:
+        print(f"cart-search: error: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    for query, rows in zip(queries, results, strict=True):
+        if args.json:
+            for row in rows:
+                print(json.dumps(asdict(row), ensure_ascii=False))  # noqa: T201
+            continue
+        print(f"\nquery: {query}")  # noqa: T201
+        for row in rows:
+            print(f"  {row.rank:>3}  {row.modality:<6} {row.score:9.3f}  {row.item_id:<45} {row.description}  [{row.media_path}]")  # noqa: T201
+    if args.verbose:
+        print(f"loaded in {retriever.load_seconds:.2f} s; {len(queries)} queries in {seconds:.3f} s ({1000 * seconds / len(queries):.1f} ms/query)", file=sys.stderr)  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

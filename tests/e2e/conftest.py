@@ -1,0 +1,70 @@
+"""A throw-away copy of the project on a small slice of the default dataset, run for real.
+
+The copy shares the installed package but has its own conf/local (pointing `dataset_root`
+at the slice), data/ and mlflow.db, so the tests never touch the developer's runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import DEFAULT_DATASET, PROJECT_ROOT
+
+KEDRO = str(Path(sys.executable).parent / "kedro")
+# Small and fast, same code paths as the default run.
+FAST_PARAMS = ",".join(
+    [
+        "decoder_training.epochs=3",
+        "decoder_training.d_model=64",
+        "decoder_training.n_layers=2",
+        "decoder_training.n_heads=2",
+        "rqvae_quantization.epochs=5",
+        "evaluation.dual_tower.epochs=3",
+        "evaluation.report_examples=4",
+    ]
+)
+
+
+def run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def make_slice(root: Path, n_images: int = 36, n_audio: int = 18) -> Path:
+    manifest = pd.read_csv(DEFAULT_DATASET / "manifest.csv", dtype=str, keep_default_na=False)
+    images = manifest[manifest.modality == "image"]
+    audio = manifest[manifest.modality == "audio"]
+    rows = pd.concat(
+        [images.iloc[:: max(1, len(images) // n_images)][:n_images], audio.iloc[:: max(1, len(audio) // n_audio)][:n_audio]]
+    )
+    for path in rows.media_path:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DEFAULT_DATASET / path, root / path)
+    rows.to_csv(root / "manifest.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def project_copy(tmp_path_factory) -> Path:
+    project = tmp_path_factory.mktemp("project")
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, project / name)
+    shutil.copytree(PROJECT_ROOT / "conf" / "base", project / "conf" / "base")
+    dataset = make_slice(project / "dataset")
+    (project / "conf" / "local").mkdir(parents=True)
+    (project / "conf" / "local" / "globals.yml").write_text(f"dataset_root: {dataset}\n")
+    return project
+
+
+@pytest.fixture(scope="session")
+def trained_project(project_copy: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    """`kedro run` (every stage) on the slice; the result is shared by the e2e and CLI tests."""
+    result = run([KEDRO, "run", "--params", FAST_PARAMS], cwd=project_copy)
+    return project_copy, result

@@ -1,0 +1,57 @@
+"""One end-to-end `kedro run` of every stage on a slice of the default dataset."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from tests.e2e.conftest import KEDRO, run
+
+
+def _latest(path):
+    return sorted(path.glob("*/" + path.name))[-1]
+
+
+def test_kedro_run_writes_metrics_report_and_tracks_mlflow(trained_project):
+    project, result = trained_project
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+    metrics = json.loads(_latest(project / "data/08_reporting/metrics.json").read_text())
+    assert set(metrics["by_modality"]) == {"image", "audio"}
+    for system in ("cart", "dual_tower"):
+        overall = metrics["overall"][system]
+        assert overall["n_queries"] > 0
+        assert 0.0 <= overall["R@1"] <= overall["R@5"] <= overall["R@10"] <= 1.0
+        assert metrics["by_modality"]["image"][system]["qps_search"] > 0
+
+    report = (project / "data/08_reporting/report.html").read_text()
+    assert "<table" in report and "data:image/png;base64" in report and "<audio" in report
+
+    rejected = (project / "data/02_intermediate/rejected_items.csv").read_text()
+    assert rejected.startswith("row,item_id,reason")
+
+    with sqlite3.connect(project / "mlflow.db") as db:
+        runs = db.execute("select run_uuid, status from runs").fetchall()
+        params = dict(db.execute("select key, value from params").fetchall())
+        metric_keys = {k for (k,) in db.execute("select distinct key from metrics")}
+        tags = dict(db.execute("select key, value from tags").fetchall())
+    assert runs and all(status == "FINISHED" for _, status in runs)
+    assert params["decoder_training.epochs"] == "3"
+    assert "overall.cart.R_at_1" in metric_keys and "image.decoder.loss" in metric_keys
+    assert tags["id_variant"] == "cart" and "kedro_save_version" in tags
+
+
+def test_resume_from_a_node_reuses_saved_outputs(trained_project):
+    project, first = trained_project
+    assert first.returncode == 0
+    result = run([KEDRO, "run", "--from-nodes", "summarise_metrics"], cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Running node: build_report" in result.stdout + result.stderr
+
+
+def test_kedro_viz_build_writes_the_lineage_page(trained_project):
+    project, _ = trained_project
+    result = run([KEDRO, "viz", "build"], cwd=project, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (project / "build" / "index.html").is_file()
+    assert (project / "build" / "api" / "main").is_file()
