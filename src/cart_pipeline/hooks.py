@@ -24,26 +24,3 @@ class TorchThreadsHook:
             torch.set_num_threads(int(threads))
             logger.info("torch uses %d threads", int(threads))
 
-
-class MlflowSaveVersionHook:
-    """Tags the MLflow run of a `kedro run` with its Kedro save version.
-
-    Versioned artifacts are saved under that timestamp, so `cart-search --run-id` can find the
-    artifacts of any tracked run.
-    """
-
-    def __init__(self) -> None:
-        self.save_version: str | None = None
-        self.tagged = False
-
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
-        self.save_version, self.tagged = run_params.get("session_id"), False
-
-    @hook_impl
-    def before_node_run(self, node, catalog, inputs, is_async, run_id) -> None:
-        import mlflow
-
-        if not self.tagged and self.save_version and mlflow.active_run() is not None:
-            mlflow.set_tag("kedro_save_version", self.save_version)
-            self.tagged = True

@@ -6,13 +6,15 @@
 
 The artifacts are read through the project's Kedro catalog, so `--version` is a Kedro save
 version (the timestamp folder under data/06_models/<modality>/cart_decoder.pt/) and `--run-id`
-an MLflow run whose `kedro_save_version` tag names one. Inference is the evaluation stage's
+an MLflow run of a `kedro run` (kedro-mlflow tags it with the Kedro session id, `run_id`,
+which is the save version of everything that run wrote). Inference is the evaluation stage's
 own code path (:class:`cart_pipeline.core.retrieval.cart.CartIndex`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -56,9 +58,9 @@ def _version_of_run(project: Path, run_id: str) -> str:
         run = mlflow.get_run(run_id)
     except Exception as error:
         raise SearchError(f"unknown MLflow run id {run_id!r}: {error}") from None
-    version = run.data.tags.get("kedro_save_version")
+    version = run.data.tags.get("run_id")  # the Kedro session id = its save version
     if not version:
-        raise SearchError(f"MLflow run {run_id} has no kedro_save_version tag (was it a `kedro run` of this project?)")
+        raise SearchError(f"MLflow run {run_id} has no Kedro `run_id` tag (was it a `kedro run` of this project?)")
     return version
 
 
@@ -78,6 +80,12 @@ class Retriever:
         run_id: str | None = None,
         modalities: list[str] | None = None,
     ) -> Retriever:
+        # Kedro logs and warns on the console while it starts; stdout is for results only.
+        with contextlib.redirect_stdout(sys.stderr):
+            return cls._load(project_path, version, run_id, modalities)
+
+    @classmethod
+    def _load(cls, project_path, version, run_id, modalities) -> Retriever:
         from kedro.framework.session import KedroSession
         from kedro.framework.startup import bootstrap_project
         from kedro.io.core import DatasetError, VersionNotFoundError
@@ -91,6 +99,8 @@ class Retriever:
         if run_id:
             version = _version_of_run(project, run_id)
         bootstrap_project(project)
+        for name in ("kedro", "kedro_mlflow", "cart_pipeline"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         with KedroSession.create(project_path=project) as session:
             context = session.load_context()
             catalog, params = context.catalog, context.params
@@ -99,23 +109,22 @@ class Retriever:
         if unknown:
             raise SearchError(f"unknown modality {sorted(unknown)}; this project indexes {params.get('modalities')}")
 
-        text_encoder = load_encoder(params["feature_extraction"]["text_encoder"])
-        indexes = {}
+        checkpoints = {}
         for modality in wanted:
             name = f"{modality}.cart_decoder"
-            try:
-                checkpoint = catalog.load(name, version=version)
-            except VersionNotFoundError:
+            if not catalog.exists(name):
                 raise SearchError(
                     f"no trained CART index for {modality!r}: {name} has no saved version yet. "
                     "Build it with `make run` (or `kedro run`), or just this index with "
                     f"`kedro run --namespaces {modality}`."
-                ) from None
-            except DatasetError as error:
-                if version:
-                    raise SearchError(f"unknown version {version!r} of {name}: {error}") from None
-                raise
-            indexes[modality] = CartIndex.from_checkpoint(checkpoint, text_encoder)
+                )
+            try:
+                checkpoint = catalog.load(name, version=version)
+            except (DatasetError, VersionNotFoundError) as error:
+                raise SearchError(f"cannot load version {version!r} of {name}: {error}") from None
+            checkpoints[modality] = checkpoint
+        text_encoder = load_encoder(params["feature_extraction"]["text_encoder"])
+        indexes = {m: CartIndex.from_checkpoint(c, text_encoder) for m, c in checkpoints.items()}
         items = catalog.load("candidates")
         queries = catalog.load("queries")
         descriptions = queries[queries.source == "human"].drop_duplicates("item_id").set_index("item_id").text
@@ -138,7 +147,9 @@ class Retriever:
         for name, index in self.indexes.items():
             if modality and name != modality:
                 continue
-            top, scores, timing = index.search(list(queries), top_k=k, beam_size=beam_size)
+            # a beam of at least 10 even for k=1: greedy decoding misses identifiers whose
+            # first token is not the locally best one
+            top, scores, timing = index.search(list(queries), top_k=k, beam_size=beam_size or max(k, 10))
             self.last_timing[name] = timing
             for q, (row_items, row_scores) in enumerate(zip(top, scores, strict=True)):
                 for rank, (i, score) in enumerate(((i, s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0), start=1):
@@ -158,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("query", nargs="?", help="the text query (or use --queries FILE)")
     parser.add_argument("--queries", type=Path, help="a file with one query per line")
     parser.add_argument("--top-k", type=int, default=10, help="results per query and modality (default 10)")
-    parser.add_argument("--beam-size", type=int, default=None, help="beam size (default: top-k)")
+    parser.add_argument("--beam-size", type=int, default=None, help="beam size (default: max(top-k, 10))")
     parser.add_argument("--modality", help="search only this modality's index (e.g. image, audio)")
     parser.add_argument("--version", help="a Kedro save version of the artifacts (default: latest)")
     parser.add_argument("--run-id", help="an MLflow run id whose artifacts to use")

@@ -1,8 +1,8 @@
 """Project settings (Kedro defaults apart from the hooks)."""
 
-from cart_pipeline.hooks import MlflowSaveVersionHook, TorchThreadsHook
+from cart_pipeline.hooks import TorchThreadsHook
 
-HOOKS = (TorchThreadsHook(), MlflowSaveVersionHook())
+HOOKS = (TorchThreadsHook(),)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

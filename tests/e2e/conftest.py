@@ -57,6 +57,8 @@ def project_copy(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(PROJECT_ROOT / name, project / name)
     shutil.copytree(PROJECT_ROOT / "conf" / "base", project / "conf" / "base")
+    # kedro wants the source folder inside the project (the same code as the installed package)
+    shutil.copytree(PROJECT_ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     dataset = make_slice(project / "dataset")
     (project / "conf" / "local").mkdir(parents=True)
     (project / "conf" / "local" / "globals.yml").write_text(f"dataset_root: {dataset}\n")

@@ -37,11 +37,14 @@ def generate_pseudo_queries(
         dataset_root=Path(dataset_root),
     )
 
-    frames, problems = [], []
+    frames, problems, wanted = [], [], {}
     for spec in params["captioners"][modality]:
         spec = dict(spec)
         name = spec.pop("name")
-        frame, failed = get_captioner(name)(context, **spec)
+        wanted[f"pseudo:{name}"] = n = int(spec.pop("n", 3))
+        # Captioners never see test queries, so the guard below may have to drop a caption
+        # that happens to equal one; asking for spares keeps every item covered.
+        frame, failed = get_captioner(name)(context, n=n + int(params.get("spare_captions", 3)), **spec)
         logger.info("%s: %d pseudo-queries for %d items, %d items not captioned", name, len(frame), frame.item_id.nunique(), len(failed))
         frames.append(frame)
         problems += [(item, f"{name}: {reason}") for item, reason in failed]
@@ -56,6 +59,8 @@ def generate_pseudo_queries(
     if matches.any() and params.get("test_query_matches", "drop") != "drop":
         raise LeakageError(f"{matches.sum()} pseudo-queries equal their item's test query, e.g. {pseudo[matches].head(3)[['item_id', 'text']].values.tolist()}")
     pseudo = pseudo[~matches].drop(columns="norm")
+    # the first n that survived, per item and captioner (captioners list best first)
+    pseudo = pseudo[pseudo.groupby(["item_id", "source"]).cumcount() < pseudo.source.map(wanted)]
     assert_no_test_leak(pseudo, queries)
 
     pseudo = pseudo.merge(corpus[["item_id", "split"]], on="item_id").sort_values(["item_id", "source", "text"], kind="stable")

@@ -1,0 +1,92 @@
+"""`cart-search` through the real console script, on the index trained by `kedro run`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import run
+
+CART_SEARCH = str(Path(sys.executable).parent / "cart-search")
+
+
+@pytest.fixture(scope="module")
+def project(trained_project):
+    project, result = trained_project
+    assert result.returncode == 0, result.stderr[-3000:]
+    return project
+
+
+def test_text_output_lists_ranked_results_with_descriptions(project):
+    result = run([CART_SEARCH, "a brown hen", "--top-k", "3", "--modality", "image", "--project", str(project), "--verbose"], cwd=project)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.strip().startswith(("1 ", "2 ", "3 "))]
+    assert len(lines) == 3
+    assert all(" image " in line and "[images/" in line for line in lines)
+    assert "loaded in" in result.stderr and "ms/query" in result.stderr
+
+
+def test_json_output_is_one_record_per_result_in_score_order(project):
+    result = run([CART_SEARCH, "a dog", "--top-k", "4", "--json", "--project", str(project)], cwd=project)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    by_modality = {}
+    for record in records:
+        by_modality.setdefault(record["modality"], []).append(record)
+    assert set(by_modality) == {"image", "audio"}
+    for rows in by_modality.values():
+        assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+        assert all(a["score"] >= b["score"] for a, b in zip(rows, rows[1:]))
+        assert {"item_id", "description", "media_path", "score"} <= set(rows[0])
+
+
+def test_batch_file(project, tmp_path):
+    queries = tmp_path / "queries.txt"
+    queries.write_text("a red apple\n\na truck\n")
+    result = run([CART_SEARCH, "--queries", str(queries), "--top-k", "2", "--json", "--modality", "audio", "--project", str(project)], cwd=project)
+    assert result.returncode == 0, result.stderr
+    asked = [json.loads(line)["query"] for line in result.stdout.splitlines()]
+    assert asked.count("a red apple") == 2 and asked.count("a truck") == 2
+
+
+def test_empty_query_is_an_error(project):
+    result = run([CART_SEARCH, "   ", "--project", str(project)], cwd=project)
+    assert result.returncode == 2 and "empty query" in result.stderr
+
+
+def test_unknown_version_is_an_error(project):
+    result = run([CART_SEARCH, "a hen", "--version", "1999-01-01T00.00.00.000Z", "--project", str(project)], cwd=project)
+    assert result.returncode == 2 and "1999-01-01T00.00.00.000Z" in result.stderr
+
+
+def test_no_trained_index_says_how_to_build_it(project, tmp_path):
+    fresh = tmp_path / "fresh"
+    shutil.copytree(project / "conf", fresh / "conf")
+    shutil.copy(project / "pyproject.toml", fresh / "pyproject.toml")
+    shutil.copytree(project / "src", fresh / "src")
+    result = run([CART_SEARCH, "a hen", "--project", str(fresh)], cwd=fresh)
+    assert result.returncode == 2
+    assert "no trained CART index" in result.stderr and "kedro run" in result.stderr
+
+
+def test_python_api_returns_plain_records(project):
+    from cart_pipeline.search import Retriever
+
+    retriever = Retriever.load(project, modalities=["image"])
+    [results] = retriever.search(["a garbage truck"], k=5)
+    assert len(results) == 5 and results[0].rank == 1 and results[0].modality == "image"
+
+
+def test_run_id_selects_that_runs_artifacts(project):
+    import sqlite3
+
+    with sqlite3.connect(project / "mlflow.db") as db:
+        (run_id,) = db.execute("select run_uuid from runs order by start_time limit 1").fetchone()
+    result = run([CART_SEARCH, "a hen", "--run-id", run_id, "--top-k", "1", "--json", "--project", str(project)], cwd=project)
+    assert result.returncode == 0, result.stderr
+    unknown = run([CART_SEARCH, "a hen", "--run-id", "0" * 32, "--project", str(project)], cwd=project)
+    assert unknown.returncode == 2 and "unknown MLflow run id" in unknown.stderr
