@@ -24,7 +24,7 @@ from cart_pipeline.core.decoder import (
     score_all_identifiers,
     train_decoder,
 )
-from cart_pipeline.core.decoder.train import length_bucketed_batches
+from cart_pipeline.core.decoder.train import batch_memory, length_bucketed_batches
 
 S, H, T = 3, 16, 7  # tiny text side: 3 layers of width 16, 7 tokens
 
@@ -137,9 +137,7 @@ def test_fine_branch_equals_weighted_sum_of_per_layer_attentions():
         w = torch.softmax(fusion.alpha, 0)
         want = sum(
             w[s]
-            * F.scaled_dot_product_attention(
-                q, k[:, s], v[:, s], attn_mask=mask[:, None, None]
-            )
+            * F.scaled_dot_product_attention(q, k[:, s], v[:, s], attn_mask=mask[:, None, None])
             for s in range(S)
         )
     torch.testing.assert_close(got, want.transpose(1, 2).flatten(2), atol=1e-5, rtol=1e-5)
@@ -331,7 +329,8 @@ def test_length_bucketed_batches_cover_every_pair_once_with_less_padding():
     assert sorted(torch.cat(first).tolist()) == list(range(1000))
     assert len(first) == 32 and all(len(b) <= 32 for b in first)  # ceil(1000 / 32) batches
     assert all(  # same seed, same epoch
-        torch.equal(a, b) for a, b in zip(first, epoch(torch.Generator().manual_seed(1)), strict=True)
+        torch.equal(a, b)
+        for a, b in zip(first, epoch(torch.Generator().manual_seed(1)), strict=True)
     )
     gen = torch.Generator().manual_seed(1)
     e1, e2 = epoch(gen), epoch(gen)  # the next epoch is batched differently
@@ -380,6 +379,22 @@ def test_packed_text_states_match_encoder(text_encoder):
     assert torch.equal(mask, ref_mask)
     m = mask[:, None, :, None]
     torch.testing.assert_close(layers * m, ref * m, atol=2e-2, rtol=1e-2)  # float16 storage
+
+
+def test_batch_memory_encodes_repeated_texts_once(text_encoder):
+    states = PackedTextStates(TEXTS[:6], text_encoder)
+    idx = torch.tensor([4, 1, 4, 0, 1, 5])  # repeats, unsorted
+    ranges = [(2, 4), (4, 6)]
+    model = CartDecoder(
+        DecoderConfig(vocab_size=6, position_ranges=ranges, n_layers=2, d_model=32, n_heads=2)
+    ).eval()
+    targets = torch.tensor([[2, 4], [3, 5], [2, 5], [3, 4], [2, 4], [3, 5]])[:, None]
+    for rows in (idx, idx[[5, 3, 1]]):  # with repeats; all distinct (order must be kept)
+        with torch.no_grad():
+            got = model.logits_for(batch_memory(model, states, rows), targets[: len(rows)])
+            mem = model.encode_memory(*states.batch(rows))
+            want = model.logits_for(mem, targets[: len(rows)])
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
 def test_training_overfits_twenty_pairs(text_encoder):

@@ -87,6 +87,10 @@ def test_identifier_stages_slice(catalog):
         ends = starts + np.asarray(vocabulary["position_sizes"])
         assert ((tokens >= starts) & (tokens < ends)).all(), "each position stays in its range"
         assert ids.id_str.str.match(r"^c\d+(-f\d+)+-u\d+$").all()
+        # the RQ-VAE explains a clear share of the residual (feature - centroid) of real features
+        diagnostics = catalog[f"{modality}.quantiser_diagnostics"].load()
+        assert diagnostics["recon_mse"] < 0.8 * diagnostics["zero_mse"]
+        assert all(diagnostics[f"usage_l{level}"] > 0.25 for level in (1, 2, 3))
 
 
 def test_captioning_slice_covers_every_item_without_test_queries(catalog):

@@ -21,11 +21,11 @@ two R-Drop passes (2 "beams" of the same target), so the memory is built once fo
 
 Cost (why the fine branch is computed the way it is): the fine branch attends over S·T keys
 (7 text layers × T tokens), ~10x more keys than the decoder has query positions in training
-(L = 5, ×2 for R-Drop). Projecting every memory token to K/V in every decoder layer would be
-most of the FLOPs, so the fine branch never projects the memory: q·(W_k e) = (W_kᵀ q)·e and
-Σ a·(W_v e) = W_v (Σ a·e), per head, which is the same function (see ``fine_attention``) with
-W_k, W_v applied to the few queries instead of the many keys. Only P_s E_s is computed (once
-per forward, shared by the layers, as in the paper P_s belongs to the input side), and only for
+(L = 5, ×2 for R-Drop). Projecting every memory vector to K/V in every decoder layer was half
+or more of a training step's FLOPs, so the fine branch never projects the memory:
+q·(W_k e) = (W_kᵀ q)·e and Σ a·(W_v e) = W_v (Σ a·e), per head, the same function (see
+``fine_attention``) with W_k, W_v applied to the few queries instead of the many keys. Only
+P_s E_s is computed (once per forward for all layers: P_s is on the input side), and only for
 real tokens, never for padding.
 """
 
@@ -183,8 +183,9 @@ class TwoBranchFusion(nn.Module):
           q_h·(W_k,h e + b_k,h) = (W_k,hᵀ q_h)·e + q_h·b_k,h, and the last term is the same for
           every key of a query, so the softmax removes it;
           Σ a·(W_v,h e + b_v,h) = W_v,h (Σ a·e) + (Σ a)·b_v,h  (Σ a = 1 unless dropout hit it).
-          Cost per layer: 2·Q·d² + 2·nh·Q·S·T·d instead of 2·S·T·d² (+ attention) for K/V of
-          every memory vector, ~7x fewer FLOPs at Q = 10, S·T = 56.
+          Multiply-adds per query and layer: 2·Q·d² + 2·nh·Q·S·T·d instead of 2·S·T·d² + 2·Q·S·T·d
+          with K/V of every memory vector: 3x fewer in training (Q = 5 positions × 2 R-Drop
+          passes, S·T = 7·8), 5x for a 40-token text; about even in beam search (Q ≈ 41).
         """
         B, Q, d = x.shape
         T, S = e.shape[1], e.shape[2]
@@ -206,7 +207,7 @@ class TwoBranchFusion(nn.Module):
         if self.training and self.fine.dropout > 0:
             y = y + att.sum(1).view(B, nh, Q).transpose(1, 2)[..., None] * b_v
         else:
-            y = y + 0 * b_v
+            y = y + b_v
         return y.reshape(B, Q, d)
 
     def forward(
@@ -341,8 +342,9 @@ class CartDecoder(nn.Module):
         d = self.cfg.d_model
         # Only real tokens are projected (batches pad to the longest text, often 3-4x the
         # typical one); padded positions stay 0 and are masked out of every attention.
-        real = text_layers.transpose(1, 2)[text_mask].to(self.tok_emb.weight.dtype)  # (N, S, H)
+        dtype = self.tok_emb.weight.dtype
         if self.cfg.fusion:
+            real = text_layers.transpose(1, 2)[text_mask].to(dtype)  # (N, S, H)
             z_real = self.coarse_in(real.reshape(-1, S * H))  # Z = W·concat(E_1..E_S) + b
             e_real = torch.baddbmm(  # P_s E_s + b_s for every s: (S, N, H) @ (S, H, d)
                 self.fine_in_b[:, None], real.transpose(0, 1), self.fine_in_w
@@ -351,7 +353,8 @@ class CartDecoder(nn.Module):
             e[text_mask] = e_real.transpose(0, 1)  # (B, T, S, d)
             shared = {"e": e}
         else:
-            z_real, shared = self.last_in(real[:, -1]), {}  # E_S only
+            real = text_layers[:, -1][text_mask].to(dtype)  # E_S only: (N, H)
+            z_real, shared = self.last_in(real), {}
         z = real.new_zeros(B, T, d)
         z[text_mask] = z_real  # (B, T, d)
         return TextMemory(text_mask, [layer.cross.memory(z) for layer in self.layers], shared)
