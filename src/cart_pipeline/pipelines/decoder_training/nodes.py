@@ -73,6 +73,7 @@ def train_cart_decoder(
         consistency_weight=float(params["consistency_weight"]),
         label_smoothing=float(params["label_smoothing"]),
         patience=int(params["patience"]),
+        min_epochs=int(params.get("min_epochs", 5)),
         seed=int(seed),
         val_beam_size=int(params["val_beam_size"]),
     )
