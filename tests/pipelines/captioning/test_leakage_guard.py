@@ -65,3 +65,17 @@ def test_a_planted_leak_in_the_training_pairs_fails(corpus):
     with pytest.raises(LeakageError):
         training_pairs(queries, planted, validation_fraction=0.0, seed=0)
     assert_no_test_leak(planted.assign(item_id="a"), queries)  # same text, other item: fine
+
+
+def test_imagenet_labels_name_the_garbage_truck(default_manifest):
+    """The shipped garbage-truck stamp: the classifier's top class (569) becomes its caption."""
+    from cart_pipeline.core.captioners import imagenet_labels
+    from cart_pipeline.core.encoders.image import imagenet_class_names
+
+    assert imagenet_class_names()[569].startswith("garbage truck")
+    truck = default_manifest[default_manifest.item_id == "image:vehicles/garbagetruck"].assign(split="train")
+    context = CaptionContext(truck, np.ones((1, 2), np.float32), truck.iloc[:0].assign(split=[]), class_top=np.array([[569, 407, 675]]), class_prob=np.array([[0.78, 0.04, 0.03]]))
+    captions, problems = imagenet_labels(context, n=3)
+    assert not problems
+    assert captions.text.iloc[0] == "a picture of a garbage truck"
+    assert "a garbage truck or an ambulance" in captions.text.tolist()
