@@ -177,7 +177,10 @@ def summarise(id_variant: str, decoder: dict, evaluation: dict, seed: int, run_l
 def recall_bar_chart(metrics: dict) -> plt.Figure:
     groups = [*metrics["by_modality"], "overall"]
     columns = ["R@1", "R@5", "R@10"]
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.5), sharey=True, squeeze=False)
+    # constrained layout gives the suptitle its own row (tight_layout let it cover a title)
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(4 * len(groups), 3.7), sharey=True, squeeze=False, layout="constrained"
+    )
     for ax, group in zip(axes[0], groups, strict=True):
         table = metrics["overall"] if group == "overall" else metrics["by_modality"][group]
         x = np.arange(len(columns))
