@@ -463,3 +463,54 @@ def test_beam_search_exhaustive_small_grid():
         assert (items[:, :n] >= 0).all() and (items[:, n:] == -1).all()
         if beam >= 3:
             assert torch.equal(items[:, :n], exact.indices[:, :n])
+
+
+# -- optional fine-tuning of the text encoder's top layers -----------------------------------
+def tuned_model(text_encoder, vocab, ranges, k=2, dropout=0.1) -> CartDecoder:
+    torch.manual_seed(0)
+    cfg = DecoderConfig(
+        vocab_size=vocab, position_ranges=ranges, n_layers=1, d_model=32, n_heads=2, dropout=dropout,
+        tune_text_layers=k, text_layer_config=text_encoder.layer_config(),
+    )
+    model = CartDecoder(cfg)
+    model.load_text_layers(text_encoder.top_layers(k))
+    return model
+
+
+def test_tuned_text_layers_start_as_the_frozen_encoder(text_encoder):
+    ids, ranges, vocab = semantic_ids(4, seed=3)
+    model = tuned_model(text_encoder, vocab, ranges).eval()
+    layers, mask = text_encoder.encode_layers(TEXTS[:6])
+    with torch.no_grad():
+        tuned = model.tune_text(layers.clone(), mask)
+    m = mask[:, None, :, None]  # only real tokens are ever read
+    torch.testing.assert_close(tuned * m, layers * m, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="text_layer_config"):
+        DecoderConfig(vocab_size=vocab, position_ranges=ranges, tune_text_layers=1)
+    with pytest.raises(ValueError, match="tune_text_layers"):
+        DecoderConfig(vocab_size=vocab, position_ranges=ranges, text_layers=7, tune_text_layers=7)
+
+
+def test_tuned_text_layers_train_at_their_own_rate_and_round_trip(text_encoder):
+    ids, ranges, vocab = semantic_ids(len(TEXTS), seed=1)
+    model = tuned_model(text_encoder, vocab, ranges, k=1)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    frozen = {n: p.detach().clone() for n, p in text_encoder.model.named_parameters()}
+    cfg = TrainConfig(epochs=2, batch_size=10, lr=1e-3, text_lr_scale=0.1, seed=0, progress=False)
+    train_decoder(model, TEXTS, list(range(len(TEXTS))), ids, text_encoder, cfg)
+
+    def moved(prefix):  # mean absolute update of the parameters under prefix
+        diffs = [(p.detach() - start[n]).abs().mean() for n, p in model.named_parameters() if n.startswith(prefix)]
+        return float(torch.stack(diffs).mean())
+
+    assert moved("text_top.") > 0  # the copies were trained ...
+    assert moved("text_top.") < moved("layers.")  # ... with smaller steps than the decoder
+    assert all(torch.equal(p, frozen[n]) for n, p in text_encoder.model.named_parameters())  # encoder untouched
+
+    buf = io.BytesIO()
+    torch.save(decoder_to_checkpoint(model.eval()), buf)
+    buf.seek(0)
+    loaded, _ = decoder_from_checkpoint(torch.load(buf, weights_only=True))
+    layers, mask = text_encoder.encode_layers(TEXTS[:4])
+    with torch.no_grad():
+        assert torch.equal(model(layers, mask, ids[:4]), loaded(layers, mask, ids[:4]))

@@ -2,7 +2,9 @@
 
 The text encoder is frozen, so its hidden states are computed once per distinct text and kept
 packed (all real tokens of all texts in one float16 tensor + offsets): half the memory of
-float32, no padding stored, and a batch is assembled with one gather.
+float32, no padding stored, and a batch is assembled with one gather. Fine-tuned top layers
+(``DecoderConfig.tune_text_layers``) belong to the decoder and are recomputed every step from
+these frozen states, so the cache stays valid; they train at ``lr × text_lr_scale``.
 
 Where a step's time goes, and what keeps it small on a CPU (default model, batch 128):
   * batches come from length-sorted pools (``length_bucketed_batches``): random batches of the
@@ -52,6 +54,9 @@ class TrainConfig:
     val_beam_size: int = 10
     encode_batch_size: int = 128
     progress: bool = True
+    # learning rate of fine-tuned text-encoder layers (if any) relative to ``lr``: pretrained
+    # weights want smaller steps than the decoder trained from scratch
+    text_lr_scale: float = 0.1
     # batches drawn from length-sorted pools of this many batches (less padding); 1 = random
     bucket_pool_batches: int = 16
 
@@ -257,12 +262,18 @@ def train_decoder(
         val_items_t = torch.as_tensor(val_items, dtype=torch.long)
         trie = trie or IdentifierTrie.from_tokens(identifiers)
 
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    # (decay?, fine-tuned text layer?) -> parameters; biases and norms are not decayed
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        groups.setdefault((p.dim() >= 2, name.startswith("text_top.")), []).append(p)
     opt = torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
+            {
+                "params": params,
+                "weight_decay": config.weight_decay if decay else 0.0,
+                "lr": config.lr * (config.text_lr_scale if text else 1.0),
+            }
+            for (decay, text), params in groups.items()
         ],
         lr=config.lr,
         # one kernel per tensor instead of ~10: 65 -> 18 ms a step for the default model on CPU

@@ -52,6 +52,9 @@ def train_cart_decoder(
     train, val = ~pairs.is_validation.to_numpy(), pairs.is_validation.to_numpy()
 
     encoder = load_encoder(text_encoder_spec)
+    tune_text_layers = int(params.get("tune_text_layers", 0))
+    if tune_text_layers and not hasattr(encoder, "top_layers"):
+        raise ValueError(f"tune_text_layers needs a BERT-style text encoder; {encoder.name} has no top_layers()")
     config = DecoderConfig(
         vocab_size=vocabulary.size,
         position_ranges=vocabulary.position_ranges(),
@@ -62,6 +65,8 @@ def train_cart_decoder(
         n_heads=int(params["n_heads"]),
         dropout=float(params["dropout"]),
         fusion=bool(params["fusion"]),
+        tune_text_layers=tune_text_layers,
+        text_layer_config=encoder.layer_config() if tune_text_layers else None,
     )
     train_config = TrainConfig(
         epochs=int(params["epochs"]),
@@ -76,8 +81,11 @@ def train_cart_decoder(
         min_epochs=int(params.get("min_epochs", 5)),
         seed=int(seed),
         val_beam_size=int(params["val_beam_size"]),
+        text_lr_scale=float(params.get("text_lr_scale", 0.1)),
     )
     model = CartDecoder(config)
+    if tune_text_layers:
+        model.load_text_layers(encoder.top_layers(tune_text_layers))
     logger.info(
         "%s: training on %d pairs (%d validation) over %d identifiers of length %d; %.2fM parameters",
         modality, train.sum(), val.sum(), len(item_ids), identifiers.shape[1], sum(p.numel() for p in model.parameters()) / 1e6,
