@@ -1,6 +1,7 @@
 """Full CART and the paper's ablations, each as its own tracked `kedro run`, then one table.
 
     make ablations            # or: python -m cart_pipeline.ablations [--variants ...]
+    python -m cart_pipeline.ablations --report-only   # redraw the table from the saved runs
 
 Features, pseudo-queries and the other inputs shared by every variant are computed once
 (the stages up to `captioning`, skipped when they already exist); each variant then reruns only
@@ -14,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 logger = logging.getLogger("cart_pipeline.ablations")
@@ -43,11 +46,19 @@ def kedro(project: Path, *args: str) -> None:
     subprocess.run(command, cwd=project, check=True, env={**os.environ, "DO_NOT_TRACK": "1"})
 
 
-def latest_metrics(project: Path) -> dict:
+def saved_metrics(project: Path) -> list[dict]:
+    """Every saved version of metrics.json, oldest first (versions are timestamps)."""
     versions = sorted((project / "data/08_reporting/metrics.json").glob("*/metrics.json"))
-    if not versions:
-        raise FileNotFoundError("no metrics.json was written")
-    return json.loads(versions[-1].read_text())
+    return [json.loads(v.read_text()) for v in versions]
+
+
+def latest_by_label(project: Path, labels: list[str]) -> dict[str, dict]:
+    """The newest saved metrics of each variant (matched by the run's `run_label`)."""
+    latest = {m["config"].get("run_label"): m for m in saved_metrics(project)}
+    missing = [label for label in labels if label not in latest]
+    if missing:
+        raise FileNotFoundError(f"no saved metrics.json for {missing}; run them first (without --report-only)")
+    return {label: latest[label] for label in labels}
 
 
 def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
@@ -70,7 +81,9 @@ def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
 
 def markdown_table(table: pd.DataFrame) -> str:
     def cell(value) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else ("" if value is None else str(value))
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
@@ -87,11 +100,16 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.8), sharey=True, squeeze=False)
     for ax, group in zip(axes[0], groups, strict=True):
         part = table[table.modality == group]
-        bars = ax.bar(part.variant, part["R@1"], color=["tab:gray" if v == "dual_tower" else "tab:blue" for v in part.variant])
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
-        ax.set_title(group)
+        x = np.arange(len(part))
+        for offset, metric, alpha in ((-0.2, "R@1", 1.0), (0.2, "R@10", 0.45)):
+            colours = ["tab:gray" if v == "dual_tower" else "tab:blue" for v in part.variant]
+            bars = ax.bar(x + offset, part[metric], width=0.4, color=colours, alpha=alpha, label=metric)
+            ax.bar_label(bars, fmt="%.2f", fontsize=6)
+        ax.set_xticks(x, part.variant)
+        ax.set_title(f"{group} (n={part.n_queries.iloc[0]})")
         ax.tick_params(axis="x", rotation=60, labelsize=8)
-    axes[0][0].set_ylabel("R@1 on test queries")
+    axes[0][0].set_ylabel("recall on test queries")
+    axes[0][0].legend(fontsize=8)  # solid: R@1, light: R@10; grey: the dual-tower baseline
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -101,19 +119,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--project", type=Path, default=Path.cwd())
     parser.add_argument("--params", default="", help="extra kedro --params for every run, e.g. decoder_training.epochs=5")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rebuild the comparison from the saved metrics of earlier runs"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     project = args.project.resolve()
 
-    if not any((project / "data/04_feature").glob("*/pseudo_query_features.parquet")):
-        kedro(project, "--pipelines", SHARED_STAGES)
-    results = {}
-    for label in args.variants:
-        started = time.perf_counter()
-        overrides = ",".join(p for p in (VARIANTS[label][0], f"run_label={label}", args.params) if p)
-        kedro(project, "--pipelines", VARIANT_STAGES, "--params", overrides)
-        results[label] = latest_metrics(project)
-        logger.info("%s done in %.0f s: overall R@1 %.3f", label, time.perf_counter() - started, results[label]["overall"]["cart"]["R@1"])
+    if not args.report_only:
+        if not any((project / "data/04_feature").glob("*/pseudo_query_features.parquet")):
+            kedro(project, "--pipelines", SHARED_STAGES)
+        for label in args.variants:
+            started = time.perf_counter()
+            overrides = ",".join(p for p in (VARIANTS[label][0], f"run_label={label}", args.params) if p)
+            kedro(project, "--pipelines", VARIANT_STAGES, "--params", overrides)
+            r1 = saved_metrics(project)[-1]["overall"]["cart"]["R@1"]
+            logger.info("%s done in %.0f s: overall R@1 %.3f", label, time.perf_counter() - started, r1)
+    results = latest_by_label(project, args.variants)
 
     out = project / "data/08_reporting/ablations"
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,62 @@
+"""The ablation command on the slice; its `cart` run doubles as the reproducibility check.
+
+`python -m cart_pipeline.ablations` re-runs identifiers, decoder and evaluation for each
+variant. Its `cart` run is the same configuration and seed as the session's first `kedro run`,
+so its identifiers and every quality metric must come out identical. `cart` runs last, so
+the latest artifacts are again those of the default configuration for the tests after this.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+
+from tests.e2e.conftest import FAST_PARAMS, run
+
+# Throughput and timings vary run to run; everything else in metrics.json must not.
+TIMING_KEYS = {"qps_search", "qps_with_encoding", "search_seconds", "encoding_seconds"}
+
+
+def _quality(metrics: dict) -> dict:
+    groups = {**metrics["by_modality"], "overall": metrics["overall"]}
+    return {
+        (group, system, key): value
+        for group, systems in groups.items()
+        for system, values in systems.items()
+        for key, value in values.items()
+        if key not in TIMING_KEYS
+    }
+
+
+def _versions(path):
+    return sorted(path.glob("*/" + path.name))
+
+
+def test_ablation_command_writes_the_comparison_and_reproduces_the_default_run(trained_project):
+    project, first = trained_project
+    assert first.returncode == 0
+    first_metrics = json.loads(_versions(project / "data/08_reporting/metrics.json")[0].read_text())
+    first_ids = pd.read_parquet(_versions(project / "data/05_model_input/image/semantic_ids.parquet")[0])
+
+    result = run(
+        [sys.executable, "-m", "cart_pipeline.ablations", "--project", str(project),
+         "--variants", "no_consistency", "cart", "--params", FAST_PARAMS],
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+    table = pd.read_csv(project / "data/08_reporting/ablations/comparison.csv")
+    assert set(table.variant) == {"no_consistency", "cart", "dual_tower"}
+    assert set(table.modality) == {"image", "audio", "overall"}
+    assert table[["R@1", "R@5", "R@10"]].apply(lambda r: r.is_monotonic_increasing, axis=1).all()
+    assert "| variant | modality |" in (project / "data/08_reporting/ablations/comparison.md").read_text()
+    assert (project / "data/08_reporting/ablations/comparison.png").stat().st_size > 0
+
+    # same seed, same configuration => same identifiers and the same metrics, exactly
+    last_metrics = json.loads(_versions(project / "data/08_reporting/metrics.json")[-1].read_text())
+    assert last_metrics["config"]["run_label"] == "cart"
+    assert _quality(last_metrics) == _quality(first_metrics)
+    last_ids = pd.read_parquet(_versions(project / "data/05_model_input/image/semantic_ids.parquet")[-1])
+    pd.testing.assert_frame_equal(last_ids, first_ids)
