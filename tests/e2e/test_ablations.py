@@ -13,6 +13,7 @@ import json
 import sys
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from tests.e2e.conftest import FAST_PARAMS, run
 
@@ -39,7 +40,7 @@ def test_ablation_command_writes_the_comparison_and_reproduces_the_default_run(t
     project, first = trained_project
     assert first.returncode == 0
     first_metrics = json.loads(_versions(project / "data/08_reporting/metrics.json")[0].read_text())
-    first_ids = pd.read_parquet(_versions(project / "data/05_model_input/image/semantic_ids.parquet")[0])
+    first_ids = pq.read_table(_versions(project / "data/05_model_input/image/semantic_ids.parquet")[0])
 
     result = run(
         [sys.executable, "-m", "cart_pipeline.ablations", "--project", str(project),
@@ -59,8 +60,8 @@ def test_ablation_command_writes_the_comparison_and_reproduces_the_default_run(t
     last_metrics = json.loads(_versions(project / "data/08_reporting/metrics.json")[-1].read_text())
     assert last_metrics["config"]["run_label"] == "cart"
     assert _quality(last_metrics) == _quality(first_metrics)
-    last_ids = pd.read_parquet(_versions(project / "data/05_model_input/image/semantic_ids.parquet")[-1])
-    pd.testing.assert_frame_equal(last_ids, first_ids)
+    last_ids = pq.read_table(_versions(project / "data/05_model_input/image/semantic_ids.parquet")[-1])
+    assert last_ids.num_rows > 0 and last_ids.equals(first_ids)
 
     # --report-only redraws the same table from the saved runs, without running anything
     (project / "data/08_reporting/ablations/comparison.csv").unlink()
