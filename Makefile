@@ -59,4 +59,4 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks scripts
 
 clean-data:
-	find data -mindepth 2 -not -path 'data/01_raw/*' -not -name .gitkeep -delete
+	find data -mindepth 1 -maxdepth 1 -not -name 01_raw -exec rm -rf {} +
