@@ -158,12 +158,6 @@ def make_vectors(n: int, n_modes: int, sigma: float, seed: int, stream: int) -> 
     return x
 
 
-def tokens_matrix(column: pd.Series) -> np.ndarray:
-    """Arrow list<int> column of equal-length lists -> (N, L) int64, without a per-row loop."""
-    arr = column.array.__arrow_array__().combine_chunks()
-    return arr.flatten().to_numpy().astype(np.int64).reshape(len(column), -1)
-
-
 # -- measuring ---------------------------------------------------------------------------------
 @dataclass
 class Entry:
@@ -294,6 +288,7 @@ def build_cart(x: np.ndarray, args) -> CartIndex:
     from cart_pipeline.core.quantize.ids import fine_codes_for_variant, identifiers_for_variant
     from cart_pipeline.core.quantize.kmeans import default_n_clusters, fit_kmeans
     from cart_pipeline.core.quantize.rqvae import RQVAEConfig, train_rqvae
+    from cart_pipeline.core.tables import int_lists_to_matrix
 
     n, build = len(x), {}
     k = default_n_clusters(n)
@@ -324,7 +319,7 @@ def build_cart(x: np.ndarray, args) -> CartIndex:
     t0 = time.perf_counter()
     frame, vocab, id_stats = identifiers_for_variant("cart", item_ids, coarse, fine, k, fine_size)
     build["ids_s"] = time.perf_counter() - t0
-    tokens = tokens_matrix(frame["tokens"])
+    tokens = int_lists_to_matrix(frame["tokens"])
     id_table_bytes = frame["tokens"].array.__arrow_array__().nbytes  # as semantic_ids stores it
     assert (frame["item_id"].to_numpy() == item_ids).all()  # row i of the table is item i
     del frame
@@ -624,6 +619,11 @@ def write_plot(df: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def optional_cell(row: pd.Series, key: str, fmt) -> str:
+    """A table cell for a column only some runs have (HNSW is skipped without hnswlib)."""
+    return fmt(row[key]) if key in row and not pd.isna(row[key]) else "–"
+
+
 def write_markdown(df, build, text_rows, meta, path: Path) -> dict:
     sizes = sorted(df["n"].unique())
     big, small = sizes[-1], sizes[0]
@@ -688,11 +688,7 @@ def write_markdown(df, build, text_rows, meta, path: Path) -> dict:
     for n in sizes:
         r = b.loc[n]
         cart_total = r["id_table_bytes"] + r["trie_bytes"] + r["decoder_bytes"]
-        graph = (
-            f"{r['hnsw_graph_bytes'] / 2**20:.0f}"
-            if "hnsw_graph_bytes" in r and not pd.isna(r["hnsw_graph_bytes"])
-            else "–"
-        )
+        graph = optional_cell(r, "hnsw_graph_bytes", lambda v: f"{v / 2**20:.0f}")
         lines.append(
             f"| {fmt_n(n)} | {r['id_table_bytes'] / 2**20:.1f} | {r['trie_bytes'] / 2**20:.1f} | "
             f"{r['decoder_bytes'] / 2**20:.1f} | {cart_total / 2**20:.1f} | "
@@ -708,11 +704,7 @@ def write_markdown(df, build, text_rows, meta, path: Path) -> dict:
     ]
     for n in sizes:
         r = b.loc[n]
-        hn = (
-            f"{r['hnsw_build_s']:.0f} ({int(r['hnsw_ef_construction'])})"
-            if "hnsw_build_s" in r and not pd.isna(r["hnsw_build_s"])
-            else "–"
-        )
+        hn = optional_cell(r, "hnsw_build_s", lambda v, r=r: f"{v:.0f} ({int(r['hnsw_ef_construction'])})")
         lines.append(
             f"| {fmt_n(n)} | {r['cart_kmeans_s']:.1f} ({int(r['cart_n_clusters'])}) | {r['cart_rqvae_s']:.1f} | "
             f"{r['cart_ids_s']:.1f} | {r['cart_trie_s']:.2f} | {r['cart_total_s']:.0f} | "
