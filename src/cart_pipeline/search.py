@@ -90,6 +90,7 @@ class Retriever:
         from kedro.framework.startup import bootstrap_project
         from kedro.io.core import DatasetError, VersionNotFoundError
 
+        from cart_pipeline.core.pairs import item_descriptions
         from cart_pipeline.core.retrieval.cart import CartIndex
         from cart_pipeline.pipelines.encoders import load_encoder
         from cart_pipeline.pipelines.modalities import configured_modalities
@@ -127,8 +128,7 @@ class Retriever:
         indexes = {m: CartIndex.from_checkpoint(c, text_encoder) for m, c in checkpoints.items()}
         items = catalog.load("candidates")
         queries = catalog.load("queries")
-        descriptions = queries[queries.source == "human"].drop_duplicates("item_id").set_index("item_id").text
-        items = items.assign(description=items.item_id.map(descriptions).fillna(""))
+        items = items.assign(description=items.item_id.map(item_descriptions(queries)).fillna(""))
         return cls(indexes, items, time.perf_counter() - started)
 
     def search(

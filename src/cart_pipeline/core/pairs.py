@@ -54,6 +54,18 @@ def training_pairs(
     return pairs
 
 
+def index_pairs(pairs: pd.DataFrame, item_ids: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """Keep pairs whose item is in the index ``item_ids``; return them with each one's row there."""
+    row_of = pd.Series(np.arange(len(item_ids)), index=item_ids)
+    kept = pairs[pairs.item_id.isin(row_of.index)].reset_index(drop=True)
+    return kept, row_of.loc[kept.item_id].to_numpy()
+
+
+def item_descriptions(queries: pd.DataFrame) -> pd.Series:
+    """item_id -> the item's first human text (what reports and search results show)."""
+    return queries[queries.source == "human"].drop_duplicates("item_id").set_index("item_id").text
+
+
 def normalise_text(text: pd.Series) -> pd.Series:
     """Case- and punctuation-insensitive form used by the leakage guards."""
     return text.str.lower().str.replace(r"[^\w\s]", " ", regex=True).str.split().str.join(" ")

@@ -6,12 +6,18 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-from cart_pipeline.core.decoder import CartDecoder, DecoderConfig, IdentifierTrie, TrainConfig, decoder_to_checkpoint, train_decoder
-from cart_pipeline.core.pairs import training_pairs
+from cart_pipeline.core.decoder import (
+    CartDecoder,
+    DecoderConfig,
+    IdentifierTrie,
+    TrainConfig,
+    decoder_to_checkpoint,
+    train_decoder,
+)
+from cart_pipeline.core.pairs import index_pairs, training_pairs
 from cart_pipeline.core.quantize.ids import Vocabulary
 from cart_pipeline.core.seeding import seed_everything
 from cart_pipeline.core.tables import int_lists_to_matrix
@@ -20,13 +26,6 @@ from cart_pipeline.pipelines.modalities import for_modality
 from cart_pipeline.pipelines.tracking import epoch_logger, log_metrics
 
 logger = logging.getLogger(__name__)
-
-
-def index_pairs(pairs: pd.DataFrame, item_ids: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
-    """Keep pairs whose item is in the index; return them with each one's identifier row."""
-    row_of = pd.Series(np.arange(len(item_ids)), index=item_ids)
-    kept = pairs[pairs.item_id.isin(row_of.index)].reset_index(drop=True)
-    return kept, row_of.loc[kept.item_id].to_numpy()
 
 
 def build_training_pairs(queries: pd.DataFrame, pseudo_queries: pd.DataFrame, params: dict[str, Any], seed: int) -> pd.DataFrame:

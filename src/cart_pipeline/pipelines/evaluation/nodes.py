@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cart_pipeline.core.metrics import metrics_from_ranks, rankings_frame, relevant_ranks
+from cart_pipeline.core.pairs import index_pairs
 from cart_pipeline.core.retrieval.cart import CartIndex
 from cart_pipeline.core.retrieval.dual_tower import (
     DualTowerConfig,
@@ -56,10 +57,8 @@ def fit_dual_tower(
 ) -> dict:
     """Projection heads on the frozen features, trained on exactly CART's pairs."""
     ids, text_matrix = _features_by_id(query_features, pseudo_query_features)
-    item_row = pd.Series(np.arange(len(candidate_features)), index=candidate_features.item_id)
-    pairs = training_pairs[training_pairs.item_id.isin(item_row.index)]
+    pairs, items = index_pairs(training_pairs, candidate_features.item_id.to_numpy())
     text = text_matrix[ids.get_indexer(pairs.query_id)]
-    items = item_row.loc[pairs.item_id].to_numpy()
     item_features = column_to_matrix(candidate_features.embedding)
     val = pairs.is_validation.to_numpy()
     config = DualTowerConfig(text_dim=text.shape[1], item_dim=item_features.shape[1], seed=int(seed), **params["dual_tower"])

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from cart_pipeline.core.pairs import item_descriptions
 from cart_pipeline.core.report import render_report
 
 
@@ -22,12 +23,13 @@ def _png_bytes(image: Image.Image) -> bytes:
 def pick_examples(rankings: dict[str, dict[str, pd.DataFrame]], queries: pd.DataFrame, n: int, top: int = 5) -> list[dict]:
     """`n` test queries spread evenly over the modalities (and over each modality's queries)."""
     per_modality = max(1, n // max(len(rankings), 1))
+    by_id = queries.set_index("query_id")
     examples = []
     for modality, systems in rankings.items():
         asked = systems["cart"].query_id.unique()
         chosen = np.sort(asked)[np.linspace(0, len(asked) - 1, min(per_modality, len(asked))).astype(int)] if len(asked) else []
         for query_id in chosen:
-            query = queries.set_index("query_id").loc[query_id]
+            query = by_id.loc[query_id]
             results = {
                 system: table[(table.query_id == query_id) & (table["rank"] <= top)].sort_values("rank")[["item_id", "score"]].to_dict("records")
                 for system, table in systems.items()
@@ -47,7 +49,6 @@ def build_report(
         **metrics,
         "identifiers": {m: {k: v for k, v in per_modality[f"{m}_id_statistics"].items() if not isinstance(v, dict)} for m in modalities},
     }
-    descriptions = queries[queries.source == "human"].drop_duplicates("item_id").set_index("item_id").text
-    items = candidates.assign(text=candidates.item_id.map(descriptions).fillna(""))[["item_id", "modality", "media_path", "text"]]
+    items = candidates.assign(text=candidates.item_id.map(item_descriptions(queries)).fillna(""))[["item_id", "modality", "media_path", "text"]]
     examples = pick_examples(rankings, queries, int(params.get("report_examples", 20)))
     return render_report(metrics, examples, items, Path(dataset_root), plots)
