@@ -16,7 +16,13 @@ from kedro.runner import SequentialRunner
 from cart_pipeline.core.manifest import build_tables
 from cart_pipeline.core.tables import column_to_matrix, int_lists_to_matrix
 from cart_pipeline.pipeline_registry import register_pipelines
-from cart_pipeline.pipelines import captioning, coarse_clustering, feature_extraction, id_assignment, rqvae_quantization
+from cart_pipeline.pipelines import (
+    captioning,
+    coarse_clustering,
+    feature_extraction,
+    id_assignment,
+    rqvae_quantization,
+)
 from tests.conftest import DEFAULT_DATASET, PROJECT_ROOT
 
 MODALITIES = ("image", "audio")

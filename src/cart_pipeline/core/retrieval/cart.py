@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cart_pipeline.core.decoder import CartDecoder, IdentifierTrie, constrained_beam_search, decoder_from_checkpoint
+from cart_pipeline.core.decoder import (
+    CartDecoder,
+    IdentifierTrie,
+    constrained_beam_search,
+    decoder_from_checkpoint,
+)
 
 
 @dataclass

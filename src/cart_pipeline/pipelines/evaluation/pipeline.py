@@ -2,7 +2,13 @@ from kedro.pipeline import Pipeline, node
 
 from cart_pipeline.pipelines.modalities import per_modality
 
-from .nodes import evaluate_modality, fit_dual_tower, rank_with_cart, rank_with_dual_tower, summarise
+from .nodes import (
+    evaluate_modality,
+    fit_dual_tower,
+    rank_with_cart,
+    rank_with_dual_tower,
+    summarise,
+)
 from .report import build_report
 
 
