@@ -12,7 +12,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test viz viz-build mlflow-ui ablations benchmark dataset lint clean-data
+.PHONY: install run test viz viz-build mlflow-ui ablations seeds benchmark dataset lint clean-data
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ mlflow-ui: install
 ## Full CART, each ablation as its own MLflow run, then the comparison table.
 ablations: install
 	$(BIN)/python -m cart_pipeline.ablations
+
+## Headline numbers: the pipeline once per seed (2026, 2027, 2025), then mean ± sd.
+seeds: install
+	$(BIN)/python -m cart_pipeline.seeds
 
 benchmark: install
 	$(BIN)/python benchmarks/efficiency.py

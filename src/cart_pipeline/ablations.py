@@ -13,17 +13,15 @@ comparison.png, with the paper's Flickr30K ablation R@1 beside ours for referenc
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from cart_pipeline.runs import kedro, latest_by, markdown_table, saved_metrics
 
 logger = logging.getLogger("cart_pipeline.ablations")
 
@@ -36,29 +34,14 @@ VARIANTS: dict[str, tuple[str, float | None]] = {
     "hierarchical_kmeans": ("id_variant=hierarchical_kmeans", 76.22),
     "atomic": ("id_variant=atomic", None),
 }
-SHARED_STAGES = "ingest,feature_extraction,coarse_clustering,captioning"
+PAPER_BASELINES = {"dual_tower": 74.9}  # ImageBind dual tower on Flickr30K
+SHARED_STAGES = "ingest,feature_extraction,coarse_clustering,captioning,dual_tower"
 VARIANT_STAGES = "rqvae_quantization,id_assignment,decoder_training,evaluation"
-
-
-def kedro(project: Path, *args: str) -> None:
-    command = [str(Path(sys.executable).parent / "kedro"), "run", *args]
-    logger.info("$ %s", " ".join(command))
-    subprocess.run(command, cwd=project, check=True, env={**os.environ, "DO_NOT_TRACK": "1"})
-
-
-def saved_metrics(project: Path) -> list[dict]:
-    """Every saved version of metrics.json, oldest first (versions are timestamps)."""
-    versions = sorted((project / "data/08_reporting/metrics.json").glob("*/metrics.json"))
-    return [json.loads(v.read_text()) for v in versions]
 
 
 def latest_by_label(project: Path, labels: list[str]) -> dict[str, dict]:
     """The newest saved metrics of each variant (matched by the run's `run_label`)."""
-    latest = {m["config"].get("run_label"): m for m in saved_metrics(project)}
-    missing = [label for label in labels if label not in latest]
-    if missing:
-        raise FileNotFoundError(f"no saved metrics.json for {missing}; run them first (without --report-only)")
-    return {label: latest[label] for label in labels}
+    return latest_by(project, labels, lambda m: m["config"].get("run_label"))
 
 
 def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
@@ -66,28 +49,18 @@ def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
     for label, metrics in results.items():
         for group, systems in [*metrics["by_modality"].items(), ("overall", metrics["overall"])]:
             for system, values in systems.items():
-                if system == "dual_tower" and label != "cart":
-                    continue  # the baseline does not change with CART's ablations
+                # the baselines do not change with CART's ablations: shown once, from `cart`
+                if system == "cart_rerank" or (system != "cart" and label != "cart"):
+                    continue
                 rows.append(
                     {
-                        "variant": label if system == "cart" else "dual_tower",
+                        "variant": label if system == "cart" else system,
                         "modality": group,
                         **{k: values[k] for k in ("R@1", "R@5", "R@10", "MRR@10", "median_rank", "n_queries")},
-                        "paper_flickr30k_R@1": VARIANTS.get(label, (None, None))[1] if system == "cart" else 74.9,
+                        "paper_flickr30k_R@1": VARIANTS.get(label, (None, None))[1] if system == "cart" else PAPER_BASELINES.get(system),
                     }
                 )
     return pd.DataFrame(rows)
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    def cell(value) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "–"
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
@@ -102,14 +75,14 @@ def plot(table: pd.DataFrame, path: Path) -> None:
         part = table[table.modality == group]
         x = np.arange(len(part))
         for offset, metric, alpha in ((-0.2, "R@1", 1.0), (0.2, "R@10", 0.45)):
-            colours = ["tab:gray" if v == "dual_tower" else "tab:blue" for v in part.variant]
+            colours = ["tab:blue" if v in VARIANTS else "tab:gray" for v in part.variant]
             bars = ax.bar(x + offset, part[metric], width=0.4, color=colours, alpha=alpha, label=metric)
             ax.bar_label(bars, fmt="%.2f", fontsize=6)
         ax.set_xticks(x, part.variant)
         ax.set_title(f"{group} (n={part.n_queries.iloc[0]})")
         ax.tick_params(axis="x", rotation=60, labelsize=8)
     axes[0][0].set_ylabel("recall on test queries")
-    axes[0][0].legend(fontsize=8)  # solid: R@1, light: R@10; grey: the dual-tower baseline
+    axes[0][0].legend(fontsize=8)  # solid: R@1, light: R@10; grey: the baselines
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

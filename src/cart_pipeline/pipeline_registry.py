@@ -16,6 +16,7 @@ STAGES = (
     "rqvae_quantization",
     "id_assignment",
     "captioning",
+    "dual_tower",
     "decoder_training",
     "evaluation",
 )

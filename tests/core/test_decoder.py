@@ -143,12 +143,12 @@ def test_fine_branch_equals_weighted_sum_of_per_layer_attentions():
     torch.testing.assert_close(got, want.transpose(1, 2).flatten(2), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("fusion", [True, False])
-def test_padding_and_beam_folding_do_not_change_logits(fusion):
+@pytest.mark.parametrize("fusion,sentence", [(True, False), (False, False), (True, True)])
+def test_padding_and_beam_folding_do_not_change_logits(fusion, sentence):
     """Extra padding columns, and several targets folded as beams (the R-Drop passes), give the
     same logits as one query at a time with its exact length."""
     ids, ranges, vocab = semantic_ids(10)
-    model = tiny_model(ranges, vocab, fusion=fusion).eval()
+    model = tiny_model(ranges, vocab, fusion=fusion, sentence_input=sentence).eval()
     layers, mask = text_states(3)
     padded = torch.cat([layers, torch.randn(3, S, 4, H)], 2)  # garbage in the padding
     padded_mask = torch.cat([mask, torch.zeros(3, 4, dtype=torch.bool)], 1)
@@ -160,6 +160,26 @@ def test_padding_and_beam_folding_do_not_change_logits(fusion):
             for j in range(2):
                 one = model(layers[b : b + 1, :, :n], mask[b : b + 1, :n], targets[b : b + 1, j])
                 torch.testing.assert_close(folded[b, j], one[0], atol=1e-5, rtol=1e-5)
+
+
+def test_sentence_input_reads_the_normalised_mean_of_the_last_layer():
+    ids, ranges, vocab = semantic_ids(10)
+    model = tiny_model(ranges, vocab, sentence_input=True).eval()
+    model.layers = torch.nn.ModuleList()  # only the input path is left: embeddings + sentence
+    layers, mask = text_states(2)
+
+    def logits(text):
+        with torch.no_grad():
+            return model(text, mask, ids[:2])
+
+    base = logits(layers)
+    scaled, flipped, lower = layers.clone(), layers.clone(), layers.clone()
+    scaled[:, -1] *= 3.0
+    flipped[:, -1] *= -1.0
+    lower[:, 0] += 1.0
+    torch.testing.assert_close(logits(scaled), base)  # L2-normalised
+    torch.testing.assert_close(logits(lower), base)  # the last layer only
+    assert not torch.allclose(logits(flipped), base)
 
 
 def test_consistency_loss_zero_without_dropout_positive_with():
@@ -514,3 +534,77 @@ def test_tuned_text_layers_train_at_their_own_rate_and_round_trip(text_encoder):
     layers, mask = text_encoder.encode_layers(TEXTS[:4])
     with torch.no_grad():
         assert torch.equal(model(layers, mask, ids[:4]), loaded(layers, mask, ids[:4]))
+
+
+# -- trie-normalised scores and soft targets --------------------------------------------------
+def test_renormalised_beam_search_is_exact_and_a_distribution_over_the_corpus():
+    ids, ranges, vocab = semantic_ids(40)
+    model = tiny_model(ranges, vocab)
+    layers, mask = text_states(4)
+    trie = IdentifierTrie.from_tokens(ids)
+    items, scores = constrained_beam_search(model, layers, mask, trie, 64, 40, renormalise=True)
+    exact = score_all_identifiers(model, layers, mask, ids, trie=trie).sort(1, descending=True)
+    assert torch.equal(items, exact.indices)
+    torch.testing.assert_close(scores, exact.values, atol=1e-5, rtol=1e-5)
+    # every softmax is over valid continuations only, so the corpus holds all the mass ...
+    torch.testing.assert_close(scores.exp().sum(1), torch.ones(4), atol=1e-5, rtol=0)
+    # ... while the plain scores leak some of it to identifiers that do not exist
+    _, plain = constrained_beam_search(model, layers, mask, trie, 64, 40, renormalise=False)
+    assert (plain.exp().sum(1) < 0.99).all()
+    # a decoder trained with trie_softmax searches renormalised by default
+    model.cfg.trie_softmax = True
+    _, default = constrained_beam_search(model, layers, mask, trie, 64, 40)
+    torch.testing.assert_close(default, scores)
+
+
+def test_prefix_soft_targets_factorise_an_item_distribution_along_the_trie():
+    from cart_pipeline.core.decoder.targets import prefix_soft_targets
+
+    ids = torch.tensor([[2, 4, 6], [2, 4, 7], [2, 5, 6], [3, 4, 6]])  # items 0..3
+    candidates = torch.tensor([[0, 1, 2, 3], [3, -1, -1, -1]])
+    probs = torch.tensor([[0.4, 0.2, 0.3, 0.1], [1.0, 0.0, 0.0, 0.0]])
+    out = prefix_soft_targets(ids, torch.tensor([0, 0]), candidates, probs, vocab_size=8)
+    assert out.shape == (2, 3, 8)
+    # position 0: all candidates; position 1: those with token 2 first; position 2: prefix (2, 4)
+    torch.testing.assert_close(out[0, 0, 2:4], torch.tensor([0.9, 0.1]))
+    torch.testing.assert_close(out[0, 1, 4:6], torch.tensor([0.6, 0.3]) / 0.9)
+    torch.testing.assert_close(out[0, 2, 6:8], torch.tensor([0.4, 0.2]) / 0.6)
+    # no candidate on the target's path: the target's own token
+    assert out[1, 0, 3] == 1.0 and out[1, 1, 4] == 1.0 and out[1, 2, 6] == 1.0
+    torch.testing.assert_close(out.sum(-1), torch.ones(2, 3))
+
+
+def test_one_hot_soft_targets_and_trie_softmax_train(text_encoder):
+    ids, ranges, vocab = semantic_ids(8, seed=3)
+    items = list(range(8))
+    own = (torch.arange(8)[:, None], torch.ones(8, 1))  # each pair's own item, probability 1
+
+    def run(**kw):
+        torch.manual_seed(0)
+        model = CartDecoder(
+            DecoderConfig(vocab_size=vocab, position_ranges=ranges, n_layers=1, d_model=32, n_heads=2, **kw.pop("model", {}))
+        )
+        cfg = TrainConfig(epochs=2, batch_size=4, seed=0, progress=False, **kw.pop("train", {}))
+        return train_decoder(model, TEXTS[:8], items, ids, text_encoder, cfg, **kw)[1]
+
+    plain = run()
+    mixed = run(train={"soft_target_weight": 0.5}, soft_targets=own)
+    assert [h["loss"] for h in mixed] == pytest.approx([h["loss"] for h in plain], rel=1e-5)
+    trie_trained = run(model={"trie_softmax": True})
+    # the trie softmax spreads the same logits over fewer tokens: a smaller loss from step one
+    assert trie_trained[0]["ce"] < plain[0]["ce"]
+    with pytest.raises(ValueError, match="soft targets for 3 pairs"):
+        run(train={"soft_target_weight": 0.5}, soft_targets=(own[0][:3], own[1][:3]))
+
+
+def test_sibling_targets_share_the_prefix_and_always_hold_the_target():
+    from cart_pipeline.core.decoder.targets import sibling_targets
+
+    ids = torch.tensor([[2, 4, 6], [2, 4, 7], [2, 5, 6], [3, 4, 6], [2, 4, 8]])
+    items, probs = sibling_targets(ids, torch.tensor([0, 2, 3]), prefix_length=2, top_k=8)
+    assert set(items[0][items[0] >= 0].tolist()) == {0, 1, 4}
+    assert items[1][items[1] >= 0].tolist() == [2] and items[2][items[2] >= 0].tolist() == [3]
+    torch.testing.assert_close(probs.sum(1), torch.ones(3))
+    assert probs[0][items[0] >= 0].tolist() == pytest.approx([1 / 3] * 3)
+    capped, _ = sibling_targets(ids, torch.tensor([4]), prefix_length=2, top_k=2)
+    assert 4 in capped[0].tolist() and len(capped[0]) == 2

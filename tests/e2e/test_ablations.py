@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from tests.e2e.conftest import FAST_PARAMS, run
 
 # Throughput and timings vary run to run; everything else in metrics.json must not.
-TIMING_KEYS = {"qps_search", "qps_with_encoding", "search_seconds", "encoding_seconds"}
+TIMING_KEYS = {"qps_search", "qps_with_encoding", "search_seconds", "encoding_seconds", "rerank_seconds"}
 
 
 def _quality(metrics: dict) -> dict:
@@ -50,7 +50,7 @@ def test_ablation_command_writes_the_comparison_and_reproduces_the_default_run(t
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
 
     table = pd.read_csv(project / "data/08_reporting/ablations/comparison.csv")
-    assert set(table.variant) == {"no_consistency", "cart", "dual_tower"}
+    assert set(table.variant) == {"no_consistency", "cart", "dual_tower", "pair_lookup"}
     assert set(table.modality) == {"image", "audio", "overall"}
     assert table[["R@1", "R@5", "R@10"]].apply(lambda r: r.is_monotonic_increasing, axis=1).all()
     assert "| variant | modality |" in (project / "data/08_reporting/ablations/comparison.md").read_text()

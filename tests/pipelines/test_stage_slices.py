@@ -69,7 +69,7 @@ def run(pipeline, catalog: DataCatalog) -> None:
 
 def test_registry_has_every_stage_and_default_runs_them_all():
     pipelines = register_pipelines()
-    stages = {"ingest", "feature_extraction", "coarse_clustering", "rqvae_quantization", "id_assignment", "captioning", "decoder_training", "evaluation"}
+    stages = {"ingest", "feature_extraction", "coarse_clustering", "rqvae_quantization", "id_assignment", "captioning", "dual_tower", "decoder_training", "evaluation"}
     assert stages <= set(pipelines)
     assert set(pipelines["__default__"].nodes) == set().union(*(pipelines[s].nodes for s in stages))
 

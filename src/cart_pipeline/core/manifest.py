@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,29 +114,82 @@ def validate_manifest(
     return valid, rejected
 
 
-def split_of(keys: pd.Series, seed: int, test_fraction: float) -> pd.Series:
-    """'test' for a deterministic `test_fraction` of keys, else 'train'.
+SPLITS = ("train", "validation", "test")
 
-    A hash of (seed, key) rather than a shuffled permutation: an item's split does not
-    change when other items are added to or removed from the manifest.
-    """
+
+def unit_draws(keys: pd.Series, seed: int) -> pd.Series:
+    """A deterministic draw in [0, 1) per key: a hash of (seed, key), not a shuffled permutation,
+    so a key's draw does not change when other keys are added to or removed from the manifest."""
 
     def unit_interval(key: str) -> float:
         digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
 
-    draws = keys.map(unit_interval)
-    return pd.Series(np.where(draws < test_fraction, "test", "train"), index=keys.index)
+    return keys.map(unit_interval)
 
 
-def build_tables(valid: pd.DataFrame, seed: int, test_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Valid manifest rows -> (candidates, human queries) per the DESIGN.md contracts."""
-    split_key = valid["group"].where(valid["group"].astype(str).str.len() > 0, valid.item_id) if "group" in valid else valid.item_id
-    valid = valid.assign(split=split_of(split_key.astype(str), seed, test_fraction))
+def split_of(
+    keys: pd.Series,
+    seed: int,
+    test_fraction: float,
+    validation_fraction: float = 0.0,
+    query_counts: pd.Series | None = None,
+    min_validation_queries: int = 0,
+    max_validation_fraction: float = 0.5,
+) -> pd.Series:
+    """'test', 'validation' or 'train' per row; rows with the same key share a split.
 
+    test: keys drawn below ``test_fraction``; stable when rows are added or removed.
+    validation: the keys drawn just above the test band, in draw order, until they hold
+    ``validation_fraction`` of the rows *and* ``min_validation_queries`` queries
+    (``query_counts`` per row, 1 by default), but never more than ``max_validation_fraction``
+    of the rows. A small corpus thus still gets a validation set big enough to select on.
+    """
+    draws = unit_draws(keys, seed)
+    split = pd.Series(np.where(draws < test_fraction, "test", "train"), index=keys.index, dtype=object)
+    if validation_fraction <= 0 and min_validation_queries <= 0:
+        return split
+    counts = query_counts if query_counts is not None else pd.Series(1, index=keys.index)
+    rest = pd.DataFrame({"key": keys, "draw": draws, "queries": counts})[draws >= test_fraction]
+    per_key = (
+        rest.groupby("key", sort=False)
+        .agg(draw=("draw", "first"), rows=("draw", "size"), queries=("queries", "sum"))
+        .sort_values(["draw"], kind="stable")
+    )
+    rows, queries = per_key["rows"].cumsum().to_numpy(), per_key["queries"].cumsum().to_numpy()
+    enough = (rows >= math.ceil(validation_fraction * len(keys))) & (queries >= min_validation_queries)
+    n_keys = int(np.argmax(enough)) + 1 if enough.any() else len(per_key)
+    n_keys = min(n_keys, int(np.searchsorted(rows, max_validation_fraction * len(keys), side="right")))
+    split[keys.isin(per_key.index[:n_keys])] = "validation"
+    return split
+
+
+def build_tables(
+    valid: pd.DataFrame,
+    seed: int,
+    test_fraction: float,
+    validation_fraction: float = 0.0,
+    min_validation_queries: int = 0,
+    max_validation_fraction: float = 0.5,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Valid manifest rows -> (candidates, human queries) per the DESIGN.md contracts.
+
+    The split is carved per modality (each modality is its own index), from the same draw of
+    each row's group (or item_id): a group is in the test split in every modality.
+    """
     text_columns = ["text"] + sorted(
         (c for c in valid.columns if c.startswith("text_") and c[5:].isdigit()), key=lambda c: int(c[5:])
     )
+    split_key = valid["group"].where(valid["group"].astype(str).str.len() > 0, valid.item_id) if "group" in valid else valid.item_id
+    n_texts = (valid[text_columns].fillna("").astype(str).apply(lambda c: c.str.strip()) != "").sum(axis=1)
+    split = pd.Series("train", index=valid.index, dtype=object)
+    for _, rows in valid.groupby("modality", sort=False).groups.items():
+        split[rows] = split_of(
+            split_key[rows].astype(str), seed, test_fraction, validation_fraction,
+            n_texts[rows], min_validation_queries, max_validation_fraction,
+        )
+    valid = valid.assign(split=split)
+
     metadata = [c for c in valid.columns if c not in {"item_id", "modality", "media_path", "split", *text_columns}]
     candidates = valid[["item_id", "modality", "media_path", "split", *metadata]].sort_values("item_id")
 

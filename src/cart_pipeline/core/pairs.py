@@ -1,7 +1,8 @@
 """The (text, item) training pairs shared by CART and the dual tower.
 
-Evaluation protocol (DESIGN.md): train on human queries of *train* items plus pseudo-queries
-of *all* items; test on human queries of *test* items, which never enter training.
+Evaluation protocol (docs/architecture.md): train on human queries of *train* items plus
+pseudo-queries of *all* items; select on human queries of *validation* items and test on
+those of *test* items, neither of which ever enters training.
 """
 
 from __future__ import annotations
@@ -13,20 +14,27 @@ PAIR_COLUMNS = ["query_id", "text", "item_id", "source", "is_validation"]
 
 
 class LeakageError(AssertionError):
-    """A test query reached training input."""
+    """A held-out (validation or test) query reached training input."""
 
 
 def training_pairs(
-    human_queries: pd.DataFrame, pseudo_queries: pd.DataFrame, validation_fraction: float, seed: int
+    human_queries: pd.DataFrame, pseudo_queries: pd.DataFrame, pseudo_per_described_item: int | None = None
 ) -> pd.DataFrame:
-    """Pairs for training, with a seeded validation slice of the *human* train queries.
+    """Training pairs, plus the validation queries flagged ``is_validation``.
 
-    Validation comes from human queries because they look like the test queries; their items
-    keep their pseudo-queries in training, just as test items do.
+    Trained on (``is_validation`` False): human queries of train items and pseudo-queries of
+    every item. Validation (True): human queries of validation items, carved at ingest like
+    the test split, so they look like the test queries and were never captioner input; those
+    items keep their pseudo-queries in training, just as test items do.
+    ``pseudo_per_described_item``: an item that has a human training query keeps at most this
+    many pseudo-queries per captioner, its best ones (None = all, 0 = none): pseudo-queries
+    matter most for the items nobody described.
     """
-    human = human_queries[human_queries.split == "train"]
-    rng = np.random.default_rng(seed)
-    is_validation = rng.random(len(human)) < validation_fraction
+    human = human_queries[human_queries.split.isin(["train", "validation"])]
+    if pseudo_per_described_item is not None:
+        described = pseudo_queries.item_id.isin(human_queries.item_id[human_queries.split == "train"])
+        rank = pseudo_queries.groupby(["item_id", "source"], sort=False).cumcount()
+        pseudo_queries = pseudo_queries[~described | (rank < int(pseudo_per_described_item))]
     pairs = pd.concat(
         [
             pd.DataFrame(
@@ -35,7 +43,7 @@ def training_pairs(
                     "text": human.text.to_numpy(),
                     "item_id": human.item_id.to_numpy(),
                     "source": "human",
-                    "is_validation": is_validation,
+                    "is_validation": (human.split == "validation").to_numpy(),
                 }
             ),
             pd.DataFrame(
@@ -50,7 +58,7 @@ def training_pairs(
         ],
         ignore_index=True,
     )
-    assert_no_test_leak(pairs, human_queries)
+    assert_no_heldout_leak(pairs[~pairs.is_validation], human_queries)
     return pairs
 
 
@@ -71,15 +79,36 @@ def normalise_text(text: pd.Series) -> pd.Series:
     return text.str.lower().str.replace(r"[^\w\s]", " ", regex=True).str.split().str.join(" ")
 
 
-def assert_no_test_leak(pairs: pd.DataFrame, human_queries: pd.DataFrame) -> None:
-    """Fail if a test item's human query text is a training pair *for that item*."""
-    test = human_queries[human_queries.split == "test"]
-    if test.empty or pairs.empty:
-        return
-    test_keys = set(zip(test.item_id, normalise_text(test.text), strict=True))
-    pair_keys = zip(pairs.item_id, normalise_text(pairs.text), strict=True)
-    leaked = [key for key in pair_keys if key in test_keys]
-    if leaked:
+HELD_OUT_SPLITS = ("validation", "test")
+
+
+def heldout_matches(texts: pd.DataFrame, human_queries: pd.DataFrame) -> np.ndarray:
+    """(len(texts),) bool: the row's (item_id, text) is a held-out (validation or test) human
+    query of that same item, compared case- and punctuation-insensitively."""
+    held_out = human_queries[human_queries.split.isin(HELD_OUT_SPLITS)]
+    if held_out.empty or texts.empty:
+        return np.zeros(len(texts), dtype=bool)
+    keys = pd.MultiIndex.from_arrays([held_out.item_id, normalise_text(held_out.text)])
+    return pd.MultiIndex.from_arrays([texts.item_id, normalise_text(texts.text)]).isin(keys)
+
+
+def assert_no_heldout_leak(pairs: pd.DataFrame, human_queries: pd.DataFrame) -> None:
+    """Fail if a validation or test item's human query is a training pair *for that item*."""
+    leaked = pairs[heldout_matches(pairs, human_queries)]
+    if len(leaked):
         raise LeakageError(
-            f"{len(leaked)} test queries appear as training pairs, e.g. {leaked[:3]}"
+            f"{len(leaked)} held-out (validation/test) queries appear as training pairs, "
+            f"e.g. {leaked[['item_id', 'text']].head(3).values.tolist()}"
         )
+
+
+def text_features_of(query_ids: pd.Series | np.ndarray, *feature_tables: pd.DataFrame) -> np.ndarray:
+    """(n, D) pooled text embeddings of ``query_ids``, looked up in (query_id, embedding) tables."""
+    from cart_pipeline.core.tables import column_to_matrix
+
+    table = pd.concat(feature_tables, ignore_index=True)
+    rows = pd.Index(table.query_id).get_indexer(np.asarray(query_ids))
+    if (rows < 0).any():
+        missing = np.asarray(query_ids)[rows < 0]
+        raise KeyError(f"{len(missing)} queries have no text features, e.g. {missing[:3].tolist()}")
+    return column_to_matrix(table.embedding)[rows]

@@ -102,13 +102,15 @@ def _fmt_value(value: Any, exact_floats: bool = False) -> str:
         return _esc(repr(value))
 
 
-# (metrics key, column header, which way is better or None, formatter)
+# (metrics key, column header, which way is better or None, formatter); "a.b" reads values[a][b]
 _METRIC_COLUMNS: list[tuple[str, str, str | None, Callable[[Any], str]]] = [
     ("R@1", "R@1", "max", _fmt_percent),
     ("R@5", "R@5", "max", _fmt_percent),
     ("R@10", "R@10", "max", _fmt_percent),
     ("MRR@10", "MRR@10", "max", _fmt_percent),
     ("median_rank", "median rank", "min", _fmt_rank),
+    ("same_description.R@1", "R@1 same desc.", "max", _fmt_percent),
+    ("same_description.R@10", "R@10 same desc.", "max", _fmt_percent),
     ("n_queries", "#queries", None, _fmt_count),
     ("corpus_size", "corpus size", None, _fmt_count),
     ("qps_search", "q/s search", "max", _fmt_rate),
@@ -254,9 +256,14 @@ def _metrics_section(metrics: Mapping[str, Any], systems: list[str]) -> str:
             values = by_system.get(system) or {}
             cells = []
             for key, _, _, fmt in _METRIC_COLUMNS:
-                text = _esc(fmt(values.get(key)))
-                is_best = key in best and _finite(values.get(key)) == best[key]
-                cells.append(f'<td class="num">{f"<b>{text}</b>" if is_best else text}</td>')
+                value = _lookup(values, key)
+                text = _esc(fmt(value))
+                is_best = key in best and _finite(value) == best[key]
+                text = f"<b>{text}</b>" if is_best else text
+                ci = _lookup(values, f"{key}_ci95")
+                if isinstance(ci, (list, tuple)) and len(ci) == 2 and fmt is _fmt_percent:
+                    text += f'<br><small class="ci">[{_esc(fmt(ci[0]))}, {_esc(fmt(ci[1]))}]</small>'
+                cells.append(f'<td class="num">{text}</td>')
             group_cell = (
                 f'<th class="group" rowspan="{len(group_systems)}">{_esc(group)}</th>'
                 if i == 0
@@ -266,11 +273,22 @@ def _metrics_section(metrics: Mapping[str, Any], systems: list[str]) -> str:
             body.append(f"<tr{css}>{group_cell}<td>{_esc(system)}</td>{''.join(cells)}</tr>")
     return (
         '<section id="metrics"><h2>Retrieval metrics</h2>'
-        '<p class="muted">R@k and MRR@10 in %. Bold: best per column within a modality '
-        "(lower is better for median rank). Throughput in queries per second.</p>"
+        '<p class="muted">R@k and MRR@10 in %, with the 95 % bootstrap CI over queries below. '
+        "Strict relevance (the query's own item) is the headline; <i>same desc.</i> also counts "
+        "any item whose human description equals the query. Bold: best per column within a "
+        "modality (lower is better for median rank). Throughput in queries per second.</p>"
         '<div class="scroll"><table class="metrics"><thead><tr><th>modality</th><th>system</th>'
         f"{header}</tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
     )
+
+
+def _lookup(values: Mapping[str, Any], key: str) -> Any:
+    """values["a.b"] as values["a"]["b"] when there is no flat key of that name."""
+    if key in values or "." not in key:
+        return values.get(key)
+    head, rest = key.split(".", 1)
+    inner = values.get(head)
+    return _lookup(inner, rest) if isinstance(inner, Mapping) else None
 
 
 def _best_per_column(by_system: Mapping[str, Any], systems: list[str]) -> dict[str, float]:
@@ -278,11 +296,40 @@ def _best_per_column(by_system: Mapping[str, Any], systems: list[str]) -> dict[s
     for key, _, direction, _ in _METRIC_COLUMNS:
         if direction is None:
             continue
-        values = [_finite((by_system.get(s) or {}).get(key)) for s in systems]
+        values = [_finite(_lookup(by_system.get(s) or {}, key)) for s in systems]
         values = [v for v in values if v is not None]
         if len(values) >= 2:  # "best" of one row says nothing
             best[key] = max(values) if direction == "max" else min(values)
     return best
+
+
+def _comparisons_section(comparisons: Mapping[str, Any]) -> str:
+    """Paired differences (A − B) with their bootstrap CI and p-values, per modality."""
+    if not comparisons:
+        return ""
+    rows = []
+    for group, pairs in comparisons.items():
+        for pair, by_metric in (pairs or {}).items():
+            for metric, c in (by_metric or {}).items():
+                ci = c.get("diff_ci95") or [None, None]
+                sign = f"{c['a_only']} / {c['b_only']}, p={c['p_sign']:.3g}" if "p_sign" in c else "–"
+                p_boot = f"{c['p_bootstrap']:.3g}" if "p_bootstrap" in c else "–"
+                rows.append(
+                    f"<tr><td>{_esc(group)}</td><td>{_esc(pair.replace('_vs_', ' vs '))}</td><td>{_esc(metric)}</td>"
+                    f'<td class="num">{_esc(_fmt_percent(c.get("diff")))}</td>'
+                    f'<td class="num">[{_esc(_fmt_percent(ci[0]))}, {_esc(_fmt_percent(ci[1]))}]</td>'
+                    f'<td class="num">{_esc(p_boot)}</td>'
+                    f"<td>{_esc(sign)}</td></tr>"
+                )
+    return (
+        '<section id="comparisons"><h2>Paired comparisons</h2>'
+        '<p class="muted">A − B on the same test queries, in percentage points: paired bootstrap '
+        "95 % CI and p-value; for R@k also the sign test on the queries exactly one system "
+        "finds (A only / B only).</p>"
+        '<div class="scroll"><table class="metrics"><thead><tr><th>modality</th><th>A vs B</th>'
+        "<th>metric</th><th>A − B</th><th>95 % CI</th><th>p (bootstrap)</th><th>sign test</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div></section>"
+    )
 
 
 def _key_value_table(mapping: Mapping[str, Any]) -> str:
@@ -436,6 +483,7 @@ table.metrics thead th{background:#e9eef3;text-align:center}
 table.metrics th.group{background:#f0f3f6;text-align:left;vertical-align:top}
 table.metrics tr.group-start td,table.metrics tr.group-start th{border-top:2px solid #9aa7b4}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+small.ci{color:#6b7683;font-size:11px}
 table.kv th,table.kv td{border:1px solid #d6dde4;padding:4px 10px;text-align:left;
   vertical-align:top}
 table.kv th{background:#f0f3f6;font-weight:600;white-space:nowrap}
@@ -507,6 +555,7 @@ def render_report(
 
     sections = [
         _metrics_section(metrics, systems),
+        _comparisons_section(metrics.get("comparisons") or {}),
         _plots_section(plots or {}),
         _examples_section(list(examples or []), systems, media),
         _identifiers_section(metrics.get("identifiers") or {}),
@@ -515,6 +564,7 @@ def render_report(
     ]
     links = [
         ("metrics", "Metrics"),
+        ("comparisons", "Comparisons"),
         ("plots", "Plots"),
         ("examples", "Examples"),
         ("identifiers", "Identifiers"),

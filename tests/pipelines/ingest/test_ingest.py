@@ -107,6 +107,41 @@ def test_split_is_deterministic_item_level_and_about_the_requested_share():
     assert split_of(more, 7, 0.2).head(5000).equals(first)
 
 
+def test_validation_split_is_carved_beside_test_and_grows_to_enough_queries():
+    keys = pd.Series([f"item-{i}" for i in range(1000)])
+    split = split_of(keys, 7, 0.2, validation_fraction=0.1)
+    assert split.equals(split_of(keys, 7, 0.2, validation_fraction=0.1))
+    assert (split == "validation").sum() == 100, "exactly the requested share of items"
+    assert split[split == "test"].index.equals(split_of(keys, 7, 0.2)[lambda s: s == "test"].index), "test does not move"
+    # a small corpus: 10 % would be 5 items; raised to 30 queries, never above the cap
+    small = keys.head(50)
+    assert (split_of(small, 7, 0.2, 0.1, min_validation_queries=30, max_validation_fraction=0.9) == "validation").sum() == 30
+    assert (split_of(small, 7, 0.2, 0.1, min_validation_queries=30, max_validation_fraction=0.25) == "validation").sum() == 12
+    # queries per item count: 3 queries an item -> 10 items hold 30 queries
+    three = pd.Series(3, index=small.index)
+    assert (split_of(small, 7, 0.2, 0.1, three, min_validation_queries=30, max_validation_fraction=0.9) == "validation").sum() == 10
+
+
+def test_splits_are_carved_per_modality_and_a_group_is_test_everywhere():
+    valid = pd.DataFrame(
+        {
+            "item_id": [f"{m}:s{i}" for i in range(300) for m in ("image", "audio")][:400],
+            "modality": (["image", "audio"] * 300)[:400],
+            "media_path": "x",
+            "text": "t",
+            "group": [f"s{i}" for i in range(300) for _ in range(2)][:400],
+        }
+    )
+    candidates, queries = build_tables(valid, seed=3, test_fraction=0.2, validation_fraction=0.1, min_validation_queries=30)
+    counts = candidates.groupby(["modality", "split"]).size().unstack()
+    assert counts.loc["image", "validation"] == 30 and counts.loc["audio", "validation"] == 30  # 10 % = 20 < 30
+    group = candidates.item_id.str.split(":").str[1]
+    test_groups = candidates[candidates.split == "test"].groupby(group).modality.nunique()
+    paired = candidates.groupby(group).size() == 2
+    assert (test_groups[paired.reindex(test_groups.index)] == 2).all()
+    assert set(queries.split) == {"train", "validation", "test"}
+
+
 def test_group_keeps_picture_and_sound_of_one_stamp_together():
     valid = pd.DataFrame(
         {
@@ -136,9 +171,16 @@ def test_ingest_pipeline_slice_with_sequential_runner(small_dataset):
         {
             "manifest": MemoryDataset(rows),
             "params:ingest": MemoryDataset(
-                {"test_fraction": 0.2, "known_modalities": KNOWN, "max_rejected_share": 0.1}
+                {
+                    "split_seed": 5,
+                    "test_fraction": 0.2,
+                    "validation_fraction": 0.1,
+                    "min_validation_queries": 0,
+                    "max_validation_fraction": 0.25,
+                    "known_modalities": KNOWN,
+                    "max_rejected_share": 0.1,
+                }
             ),
-            "params:seed": MemoryDataset(5),
             "params:dataset_root": MemoryDataset(str(root)),
         }
     )

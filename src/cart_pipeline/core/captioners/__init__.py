@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from .context import CaptionContext
+from .dual_tower_retrieval import dual_tower_retrieval
 from .imagenet_labels import imagenet_labels
 from .knn_transfer import knn_transfer
 
@@ -27,6 +28,7 @@ def _blip(context: CaptionContext, n: int, **kwargs: Any):
 CAPTIONERS: dict[str, Captioner] = {
     "imagenet_labels": imagenet_labels,
     "knn_transfer": knn_transfer,
+    "dual_tower_retrieval": dual_tower_retrieval,
     "blip": _blip,  # model_path=... (a local transformers BLIP checkpoint)
 }
 
@@ -40,4 +42,4 @@ def get_captioner(name: str) -> Captioner:
         ) from None
 
 
-__all__ = ["CAPTIONERS", "CaptionContext", "get_captioner", "imagenet_labels", "knn_transfer"]
+__all__ = ["CAPTIONERS", "CaptionContext", "dual_tower_retrieval", "get_captioner", "imagenet_labels", "knn_transfer"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,8 @@ class CaptionContext:
     train_queries: human queries of *train* items only (item_id, text); the constructor
         refuses anything else, so no captioner can read a test query.
     class_top / class_prob: optional (N, k) ImageNet predictions of the image encoder.
+    text_encoder: the frozen query encoder (``.encode(texts) -> (n, D)``), for captioners
+        that rank texts; seed: for captioners that train something.
     """
 
     candidates: pd.DataFrame
@@ -28,6 +31,8 @@ class CaptionContext:
     class_top: np.ndarray | None = None
     class_prob: np.ndarray | None = None
     dataset_root: Path | None = None
+    text_encoder: Any = None
+    seed: int = 0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -60,6 +60,15 @@ class DecoderConfig:
     # Variable-length identifiers padded to L (e.g. hierarchical K-Means) need the pad token to
     # be emittable at every position after the first; None = strictly the position ranges.
     pad_token: int | None = None
+    # Softmax over the trie's valid continuations of the prefix, in training and in search,
+    # instead of over the position's whole token range (which leaks mass to identifiers that
+    # do not exist); see beam_search.py.
+    trie_softmax: bool = False
+    # Add a projection of the query's sentence embedding (mean of the last text layer over its
+    # tokens, L2-normalised: the vector the text encoder was trained to compare sentences by)
+    # to every decoder input, so generation starts from the space in which the dual tower and
+    # the pair lookup search; the fusion still reads every layer's tokens.
+    sentence_input: bool = False
     bos_token: int = BOS_TOKEN
     # Fine-tune the top k text-encoder layers with the decoder (0 = the encoder stays frozen).
     # The decoder owns trainable copies of those layers, rebuilt from ``text_layer_config``
@@ -317,6 +326,8 @@ class CartDecoder(nn.Module):
             self.fine_in_b = nn.Parameter(torch.zeros(S, d))
         else:
             self.last_in = nn.Linear(H, d)
+        if cfg.sentence_input:
+            self.sentence_in = nn.Linear(H, d)
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layers))
         self.text_top = nn.ModuleList()  # fine-tuned copies of the top text layers, if any
@@ -389,6 +400,10 @@ class CartDecoder(nn.Module):
             z_real, shared = self.last_in(real), {}
         z = real.new_zeros(B, T, d)
         z[text_mask] = z_real  # (B, T, d)
+        if self.cfg.sentence_input:
+            last = text_layers[:, -1].to(dtype) * text_mask[..., None]  # (B, T, H)
+            pooled = F.normalize(last.sum(1) / text_mask.sum(1, keepdim=True).clamp(min=1), dim=-1)
+            shared["sentence"] = self.sentence_in(pooled)  # (B, d)
         return TextMemory(text_mask, [layer.cross.memory(z) for layer in self.layers], shared)
 
     def tune_text(self, text_layers: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
@@ -412,7 +427,10 @@ class CartDecoder(nn.Module):
         """tokens (B, nb, Lq) at positions start.. -> final hidden states (B, nb, Lq, d), new cache."""
         B, nb, Lq = tokens.shape
         pos = torch.arange(start, start + Lq, device=tokens.device)
-        x = self.drop(self.tok_emb(tokens) + self.pos_emb(pos))
+        x = self.tok_emb(tokens) + self.pos_emb(pos)  # (B, nb, Lq, d)
+        if "sentence" in mem.shared:
+            x = x + mem.shared["sentence"][:, None, None, :]
+        x = self.drop(x)
         new_cache = []
         for i, layer in enumerate(self.layers):
             x, c = layer(x, mem.layer(i), mem.key_mask, None if cache is None else cache[i])

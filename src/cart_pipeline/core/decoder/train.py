@@ -28,8 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .beam_search import constrained_beam_search, ranks_of
+from .beam_search import constrained_beam_search, ranks_of, trie_allowed
 from .model import CartDecoder, TextMemory
+from .targets import prefix_soft_targets
 from .trie import IdentifierTrie
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,18 @@ class TrainConfig:
     grad_clip: float = 1.0
     consistency_weight: float = 1.0  # ω; 0 = single forward pass, no KL ("w/o consistency")
     label_smoothing: float = 0.0
-    patience: int = 5  # evaluations without a better val (R@1, R@10) before stopping
-    # no early stop before this epoch: on a small validation slice R@1 sits at 0 for the
+    # The checkpoint kept is the epoch with the best validation ``select_on`` (r1, r10 or
+    # mrr10; MRR@10 is smooth where R@1 moves in steps of one query). ``patience``: evaluations
+    # without a better one before stopping early; None = train to the end of the schedule.
+    select_on: str = "mrr10"
+    patience: int | None = None
+    # no early stop before this epoch: on a small validation set the metric sits at 0 for the
     # first epochs while the decoder is still learning the coarse tokens
     min_epochs: int = 5
+    # Weight λ of soft identifier targets (``soft_targets`` of train_decoder: a distribution
+    # over items per pair, e.g. the dual tower's): the token target at each position is
+    # (1-λ)·one-hot + λ·that distribution marginalised over the trie below the target's prefix.
+    soft_target_weight: float = 0.0
     seed: int = 0
     eval_every: int = 1  # epochs between validation runs
     val_beam_size: int = 10
@@ -153,8 +162,8 @@ def batch_memory(
 
 
 def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """log-softmax with the disallowed (-inf) entries replaced by 0, so products with p are safe."""
-    return torch.where(allowed, F.log_softmax(logits, dim=-1), 0.0)
+    """log-softmax over the allowed entries only, the others set to 0 so products with p are safe."""
+    return torch.where(allowed, F.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1), 0.0)
 
 
 def consistency_loss(
@@ -174,11 +183,19 @@ def consistency_loss(
 
 
 def identifier_ce(
-    logits: torch.Tensor, targets: torch.Tensor, allowed: torch.Tensor, smoothing: float = 0.0
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    allowed: torch.Tensor,
+    smoothing: float = 0.0,
+    soft: torch.Tensor | None = None,
+    soft_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Token cross-entropy (B, L, V) vs (B, L); label smoothing spread over the allowed tokens only."""
+    """Token cross-entropy (B, L, V) vs (B, L); label smoothing spread over the allowed tokens
+    only; with ``soft`` (B, L, V) token distributions, the target is (1-w)·one-hot + w·soft."""
     logp = _masked_log_softmax(logits, allowed.expand_as(logits))
     nll = -logp.gather(-1, targets[..., None]).squeeze(-1)  # (B, L)
+    if soft is not None and soft_weight > 0:
+        nll = (1 - soft_weight) * nll - soft_weight * (soft * logp).sum(-1)
     if smoothing > 0:
         n_allowed = allowed.sum(-1).clamp(min=1)  # (L,) or (B, L)
         nll = (1 - smoothing) * nll - smoothing * logp.sum(-1) / n_allowed
@@ -204,15 +221,18 @@ def evaluate_recall(
     batch_size: int = 128,
     ks: tuple[int, ...] = (1, 10),
 ) -> dict[str, float]:
-    """R@k of constrained beam search; ``items`` (n,) are the relevant item index per text."""
+    """R@k and MRR@10 of constrained beam search; ``items`` (n,) the relevant item per text."""
     device = model.tok_emb.weight.device
     ranks = torch.empty(len(states), dtype=torch.long)
     by_length = torch.argsort(states.lengths(), stable=True)  # batches of similar lengths
+    depth = max(*ks, 10)
     for idx in by_length.split(batch_size):
         layers, mask = states.batch(idx, device)
-        found, _ = constrained_beam_search(model, layers, mask, trie, beam_size, max(ks))
+        found, _ = constrained_beam_search(model, layers, mask, trie, max(beam_size, depth), depth)
         ranks[idx] = ranks_of(found.cpu(), items[idx])
-    return {f"r{k}": float((ranks <= k).double().mean()) for k in ks}
+    metrics = {f"r{k}": float((ranks <= k).double().mean()) for k in ks}
+    metrics["mrr10"] = float(torch.where(ranks <= 10, 1.0 / ranks.double(), 0.0).mean())
+    return metrics
 
 
 def train_decoder(
@@ -226,12 +246,16 @@ def train_decoder(
     val_items: Sequence[int] | torch.Tensor | None = None,
     trie: IdentifierTrie | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
+    soft_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """Train on (text, item index) pairs whose targets are ``identifiers[item]`` (N, L).
 
-    Early-stops on validation R@1 (constrained beam search through ``trie``, built from the
-    identifiers when not given) and returns (best state_dict, per-epoch history); the model is
-    left holding the best weights. Without validation data the last epoch's weights are returned.
+    Keeps the epoch with the best validation ``config.select_on`` (constrained beam search
+    through ``trie``, built from the identifiers when not given), optionally stopping early,
+    and returns (best state_dict, per-epoch history); the model is left holding the best
+    weights. Without validation data the last epoch's weights are returned.
+    ``soft_targets``: (candidates (P, K) item indices, -1 = none; probs (P, K)) per pair, mixed
+    into the targets with weight ``config.soft_target_weight`` (see ``prefix_soft_targets``).
     """
     from tqdm.auto import tqdm
 
@@ -260,7 +284,15 @@ def train_decoder(
     if do_val:
         val_states = PackedTextStates(list(val_texts), text_encoder, config.encode_batch_size)
         val_items_t = torch.as_tensor(val_items, dtype=torch.long)
+    if do_val or model.cfg.trie_softmax:
         trie = trie or IdentifierTrie.from_tokens(identifiers)
+    if config.select_on not in ("r1", "r10", "mrr10"):
+        raise ValueError(f"select_on must be r1, r10 or mrr10, got {config.select_on!r}")
+    use_soft = soft_targets is not None and config.soft_target_weight > 0
+    if use_soft:
+        soft_items, soft_probs = (torch.as_tensor(t) for t in soft_targets)
+        if len(soft_items) != len(items):
+            raise ValueError(f"soft targets for {len(soft_items)} pairs, {len(items)} pairs given")
 
     # (decay?, fine-tuned text layer?) -> parameters; biases and norms are not decayed
     groups: dict[tuple[bool, bool], list] = {}
@@ -284,13 +316,14 @@ def train_decoder(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, _lr_lambda(total, max(1, int(config.warmup_ratio * total)))
     )
-    allowed = model.allowed  # (L, V) position mask: CE smoothing and KL live inside it
     targets_all = identifiers.to(device)
     omega = config.consistency_weight
+    V = model.cfg.vocab_size
+    if model.cfg.trie_softmax:  # per item: valid tokens at each position given its prefix
+        item_allowed = trie_allowed(trie.to(device), targets_all, V)  # (N, L, V)
 
     history: list[dict] = []
-    best_r1, best_state, stale = -1.0, None, 0
-    best_score = (-1.0, -1.0)  # (R@1, R@10): R@10 breaks ties of a coarse R@1
+    best, best_state, stale = -1.0, None, 0
     bar = tqdm(
         range(1, config.epochs + 1), desc="train decoder", unit="epoch", disable=not config.progress
     )
@@ -300,20 +333,27 @@ def train_decoder(
         for pairs in length_bucketed_batches(
             pair_lengths, config.batch_size, gen, config.bucket_pool_batches
         ):
-            targets = targets_all[items[pairs].to(device)]  # (b, L)
+            pair_items = items[pairs].to(device)
+            targets = targets_all[pair_items]  # (b, L)
+            # CE smoothing and the KL live inside the allowed tokens: the position ranges (L, V),
+            # or with trie_softmax the valid continuations of each target's prefix (b, L, V)
+            allowed = item_allowed[pair_items] if model.cfg.trie_softmax else model.allowed
+            soft = (
+                prefix_soft_targets(targets_all, pair_items, soft_items[pairs], soft_probs[pairs], V)
+                if use_soft
+                else None
+            )
+            ce_args = (targets, allowed, config.label_smoothing, soft, config.soft_target_weight)
             # The text memory has no dropout: built once for both R-Drop passes, which run as
             # 2 "beams" of the same target, each with its own dropout.
             mem = batch_memory(model, states, pair_text[pairs], device)
             if omega > 0:
                 la, lb = model.logits_for(mem, targets[:, None].expand(-1, 2, -1)).unbind(1)
-                ce = 0.5 * (
-                    identifier_ce(la, targets, allowed, config.label_smoothing)
-                    + identifier_ce(lb, targets, allowed, config.label_smoothing)
-                )
+                ce = 0.5 * (identifier_ce(la, *ce_args) + identifier_ce(lb, *ce_args))
                 kl = consistency_loss(la, lb, allowed)
             else:
                 logits = model.logits_for(mem, targets[:, None])[:, 0]
-                ce = identifier_ce(logits, targets, allowed, config.label_smoothing)
+                ce = identifier_ce(logits, *ce_args)
                 kl = torch.zeros((), device=device)
             loss = ce + omega * kl
             opt.zero_grad(set_to_none=True)
@@ -334,25 +374,27 @@ def train_decoder(
 
         if do_val and (epoch % config.eval_every == 0 or epoch == config.epochs):
             rec = evaluate_recall(model, val_states, val_items_t, trie, config.val_beam_size)
-            metrics.update(val_r1=rec["r1"], val_r10=rec["r10"])
-            if (rec["r1"], rec["r10"]) > best_score:
-                best_score, best_r1 = (rec["r1"], rec["r10"]), rec["r1"]
-                best_state, stale = copy.deepcopy(model.state_dict()), 0
+            metrics.update({f"val_{k}": v for k, v in rec.items()})
+            if rec[config.select_on] > best:  # ties keep the earlier epoch
+                best, best_state, stale = rec[config.select_on], copy.deepcopy(model.state_dict()), 0
+                metrics["selected"] = 1.0
             else:
                 stale += 1
         metrics["seconds"] = time.perf_counter() - t0
         history.append(metrics)
         bar.set_postfix(
-            {k: round(v, 4) for k, v in metrics.items() if k in ("loss", "kl", "val_r1")}
+            {k: round(v, 4) for k, v in metrics.items() if k in ("loss", "kl", "val_mrr10")}
         )
         log.info("epoch %d %s", epoch, {k: round(v, 4) for k, v in metrics.items() if k != "epoch"})
         if on_epoch is not None:
             on_epoch(epoch, metrics)
-        if do_val and stale >= config.patience and epoch >= config.min_epochs:
+        patience = config.patience
+        if do_val and patience is not None and stale >= patience and epoch >= config.min_epochs:
             log.info(
-                "early stop at epoch %d: val R@1 %.4f not improved for %d evals",
+                "early stop at epoch %d: val %s %.4f not improved for %d evals",
                 epoch,
-                best_r1,
+                config.select_on,
+                best,
                 stale,
             )
             break

@@ -133,6 +133,15 @@ class IdentifierTrie:
         ok = (j >= 0) & (nodes < self.n_nodes)
         return torch.where(ok, self.leaf_item[j.clamp(0, self.n_items - 1)], -1)
 
+    def path_nodes(self, identifiers: torch.Tensor) -> torch.Tensor:
+        """(M, L) identifiers -> (M, L) the node each position extends (root first); -1 off-trie."""
+        nodes = torch.zeros(identifiers.shape[0], dtype=torch.long, device=identifiers.device)
+        path = [nodes]
+        for d in range(self.depth - 1):
+            nodes = self.step(nodes, identifiers[:, d])
+            path.append(nodes)
+        return torch.stack(path, dim=1)
+
     def contains(self, identifiers: torch.Tensor) -> torch.Tensor:
         """(M, L) identifiers -> (M,) bool, whether each is in the trie."""
         nodes = torch.zeros(identifiers.shape[0], dtype=torch.long, device=identifiers.device)

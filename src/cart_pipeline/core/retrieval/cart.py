@@ -37,11 +37,17 @@ class CartIndex:
 
     @torch.inference_mode()
     def search(
-        self, texts: list[str], top_k: int = 10, beam_size: int | None = None, batch_size: int = 100
+        self,
+        texts: list[str],
+        top_k: int = 10,
+        beam_size: int | None = None,
+        batch_size: int = 100,
+        renormalise: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray, dict]:
         """(Q, top_k) item indices (-1 = none) and log-probs, best first; plus timings.
 
         timings: seconds spent encoding the queries and decoding (beam search) in total.
+        ``renormalise``: softmax over the trie's valid tokens (default: as the decoder trained).
         """
         beam_size = max(beam_size or top_k, top_k)
         found, scores, encode_s, decode_s = [], [], 0.0, 0.0
@@ -49,7 +55,9 @@ class CartIndex:
             t0 = time.perf_counter()
             layers, mask = self.text_encoder.encode_layers(list(texts[start : start + batch_size]))
             t1 = time.perf_counter()
-            items, logp = constrained_beam_search(self.decoder, layers, mask, self.trie, beam_size, top_k)
+            items, logp = constrained_beam_search(
+                self.decoder, layers, mask, self.trie, beam_size, top_k, renormalise=renormalise
+            )
             t2 = time.perf_counter()
             encode_s, decode_s = encode_s + t1 - t0, decode_s + t2 - t1
             found.append(items.numpy())

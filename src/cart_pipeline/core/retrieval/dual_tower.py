@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cart_pipeline.core.metrics import pessimistic_ranks, top_k_with_ties
 from cart_pipeline.core.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class DualTowerConfig:
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-4
+    # keep the epoch with the best validation MRR@10; stop after `patience` epochs without one
     patience: int = 8
     # Up to this corpus size every step scores the full corpus (no false negatives from
     # in-batch sampling); above it, negatives are the batch's items.
@@ -83,7 +85,8 @@ def train_dual_tower(
     val_items: np.ndarray | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
 ) -> tuple[DualTower, list[dict]]:
-    """InfoNCE on (text, item index) pairs; early stopping on validation R@1.
+    """InfoNCE on (text, item index) pairs; keeps the epoch with the best validation MRR@10
+    (ties ranked against the relevant item) and stops after ``patience`` epochs without one.
 
     text_features (P, Dt), pair_items (P,) indices into item_features (N, Di).
     """
@@ -98,7 +101,7 @@ def train_dual_tower(
     full_softmax = len(items) <= config.full_softmax_max_items
     generator = torch.Generator().manual_seed(config.seed)
 
-    history, best_r1, best_state, stale = [], -1.0, None, 0
+    history, best, best_state, stale = [], -math.inf, None, 0
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -129,21 +132,18 @@ def train_dual_tower(
             "seconds": time.perf_counter() - started,
         }
         if val_text_features is not None and len(val_text_features):
-            top, _ = search(model, val_text_features, item_features, top_k=10)
-            hits = top == np.asarray(val_items)[:, None]
+            ranks = pessimistic_ranks(score_items(model, val_text_features, item_features), np.asarray(val_items))
             record.update(
-                val_r1=float(hits[:, :1].any(1).mean()), val_r10=float(hits.any(1).mean())
+                val_r1=float((ranks <= 1).mean()),
+                val_r10=float((ranks <= 10).mean()),
+                val_mrr10=float(np.where(ranks <= 10, 1.0 / ranks, 0.0).mean()),
             )
         history.append(record)
         if on_epoch:
             on_epoch(epoch, record)
-        score = record.get("val_r1", -record["loss"])
-        if score > best_r1:
-            best_r1, best_state, stale = (
-                score,
-                {k: v.clone() for k, v in model.state_dict().items()},
-                0,
-            )
+        score = record.get("val_mrr10", -record["loss"])
+        if score > best:
+            best, best_state, stale = score, {k: v.clone() for k, v in model.state_dict().items()}, 0
         else:
             stale += 1
             if stale >= config.patience:
@@ -165,6 +165,23 @@ def embed_items(
 
 
 @torch.inference_mode()
+def embed_texts(model: DualTower, text_features: np.ndarray) -> torch.Tensor:
+    model.eval()
+    return model.text_head(torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32)))
+
+
+@torch.inference_mode()
+def score_items(
+    model: DualTower,
+    text_features: np.ndarray,
+    item_features: np.ndarray | None = None,
+    item_embeddings: torch.Tensor | None = None,
+) -> np.ndarray:
+    """(Q, N) cosine of every query with every item in the joint space."""
+    keys = item_embeddings if item_embeddings is not None else embed_items(model, item_features)
+    return (embed_texts(model, text_features) @ keys.T).numpy()
+
+
 def search(
     model: DualTower,
     text_features: np.ndarray,
@@ -172,12 +189,9 @@ def search(
     top_k: int = 10,
     item_embeddings: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine search: (Q, top_k) item indices and scores, best first."""
-    model.eval()
-    keys = item_embeddings if item_embeddings is not None else embed_items(model, item_features)
-    query = model.text_head(torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32)))
-    scores, indices = (query @ keys.T).topk(min(top_k, len(keys)), dim=-1)
-    return indices.numpy(), scores.numpy()
+    """Exact cosine search: (Q, K') item indices and scores, best first, K' >= top_k holding
+    every item tied with the top_k-th (see ``top_k_with_ties``); -1 / -inf padded."""
+    return top_k_with_ties(score_items(model, text_features, item_features, item_embeddings), top_k)
 
 
 def dual_tower_to_checkpoint(model: DualTower, extra: dict | None = None) -> dict:

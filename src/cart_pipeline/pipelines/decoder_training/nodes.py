@@ -6,9 +6,11 @@ import logging
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
+from cart_pipeline.core.config import from_params
 from cart_pipeline.core.decoder import (
     CartDecoder,
     DecoderConfig,
@@ -17,10 +19,12 @@ from cart_pipeline.core.decoder import (
     decoder_to_checkpoint,
     train_decoder,
 )
-from cart_pipeline.core.pairs import index_pairs, training_pairs
+from cart_pipeline.core.decoder.targets import dual_tower_targets, sibling_targets
+from cart_pipeline.core.pairs import index_pairs, text_features_of
 from cart_pipeline.core.quantize.ids import Vocabulary
+from cart_pipeline.core.retrieval.dual_tower import dual_tower_from_checkpoint
 from cart_pipeline.core.seeding import seed_everything
-from cart_pipeline.core.tables import int_lists_to_matrix
+from cart_pipeline.core.tables import column_to_matrix, int_lists_to_matrix
 from cart_pipeline.pipelines.encoders import load_encoder
 from cart_pipeline.pipelines.modalities import for_modality
 from cart_pipeline.pipelines.tracking import epoch_logger, log_metrics
@@ -28,15 +32,14 @@ from cart_pipeline.pipelines.tracking import epoch_logger, log_metrics
 logger = logging.getLogger(__name__)
 
 
-def build_training_pairs(queries: pd.DataFrame, pseudo_queries: pd.DataFrame, params: dict[str, Any], seed: int) -> pd.DataFrame:
-    """The pairs CART and the dual tower both train on (leak-checked), with the validation slice."""
-    return training_pairs(queries, pseudo_queries, float(params["validation_fraction"]), seed)
-
-
 def train_cart_decoder(
     pairs: pd.DataFrame,
     semantic_ids: pd.DataFrame,
     id_statistics: dict,
+    dual_tower: dict,
+    query_features: pd.DataFrame,
+    pseudo_query_features: pd.DataFrame,
+    candidate_features: pd.DataFrame,
     params: dict[str, Any],
     text_encoder_spec: dict[str, Any],
     modality: str,
@@ -51,37 +54,26 @@ def train_cart_decoder(
     train, val = ~pairs.is_validation.to_numpy(), pairs.is_validation.to_numpy()
 
     encoder = load_encoder(text_encoder_spec)
-    tune_text_layers = int(params.get("tune_text_layers", 0))
+    tune_text_layers = int(params["tune_text_layers"])
     if tune_text_layers and not hasattr(encoder, "top_layers"):
         raise ValueError(f"tune_text_layers needs a BERT-style text encoder; {encoder.name} has no top_layers()")
-    config = DecoderConfig(
+    config = from_params(
+        DecoderConfig,
+        params,
         vocab_size=vocabulary.size,
         position_ranges=vocabulary.position_ranges(),
         text_dim=encoder.dim,
         text_layers=encoder.n_layers,
-        n_layers=int(params["n_layers"]),
-        d_model=int(params["d_model"]),
-        n_heads=int(params["n_heads"]),
-        dropout=float(params["dropout"]),
-        fusion=bool(params["fusion"]),
-        tune_text_layers=tune_text_layers,
         text_layer_config=encoder.layer_config() if tune_text_layers else None,
     )
-    train_config = TrainConfig(
-        epochs=int(params["epochs"]),
-        batch_size=int(params["batch_size"]),
-        lr=float(params["lr"]),
-        weight_decay=float(params["weight_decay"]),
-        warmup_ratio=float(params["warmup_ratio"]),
-        grad_clip=float(params["grad_clip"]),
-        consistency_weight=float(params["consistency_weight"]),
-        label_smoothing=float(params["label_smoothing"]),
-        patience=int(params["patience"]),
-        min_epochs=int(params.get("min_epochs", 5)),
-        seed=int(seed),
-        val_beam_size=int(params["val_beam_size"]),
-        text_lr_scale=float(params.get("text_lr_scale", 0.1)),
-    )
+    train_config = from_params(TrainConfig, params, seed=int(seed))
+    soft = None
+    if train_config.soft_target_weight > 0:
+        train_pairs = pairs[train]
+        soft = soft_item_targets(
+            params["soft_targets"], train_pairs, rows[train], identifiers, item_ids,
+            dual_tower, (query_features, pseudo_query_features), candidate_features,
+        )
     model = CartDecoder(config)
     if tune_text_layers:
         model.load_text_layers(encoder.top_layers(tune_text_layers))
@@ -101,11 +93,18 @@ def train_cart_decoder(
         val_items=rows[val],
         trie=IdentifierTrie.from_tokens(identifiers),
         on_epoch=epoch_logger(f"{modality}.decoder."),
+        soft_targets=soft,
     )
     seconds = time.perf_counter() - started
-    best = max((h.get("val_r1", -1.0) for h in history), default=-1.0)
-    logger.info("%s: decoder trained in %.0f s, best validation R@1 %.3f", modality, seconds, best)
-    log_metrics({"train_seconds": seconds, "best_val_r1": best, "epochs_run": len(history)}, prefix=f"{modality}.decoder.")
+    selected = max(history, key=lambda h: h.get(f"val_{train_config.select_on}", -1.0))
+    logger.info(
+        "%s: decoder trained in %.0f s; kept epoch %d (validation MRR@10 %.3f, R@1 %.3f, R@10 %.3f)",
+        modality, seconds, selected["epoch"], selected.get("val_mrr10", float("nan")), selected.get("val_r1", float("nan")), selected.get("val_r10", float("nan")),
+    )
+    log_metrics(
+        {"train_seconds": seconds, "selected_epoch": selected["epoch"], "epochs_run": len(history), **{f"selected_{k}": v for k, v in selected.items() if k.startswith("val_")}},
+        prefix=f"{modality}.decoder.",
+    )
 
     checkpoint = decoder_to_checkpoint(
         model,
@@ -117,6 +116,29 @@ def train_cart_decoder(
             "vocabulary": vocabulary.to_dict(),
             "text_encoder": dict(text_encoder_spec),
             "train_seconds": seconds,
+            "selected_epoch": int(selected["epoch"]),
         },
     )
     return checkpoint, pd.DataFrame(history)
+
+
+def soft_item_targets(
+    spec: dict[str, Any],
+    pairs: pd.DataFrame,
+    rows: np.ndarray,
+    identifiers: torch.Tensor,
+    item_ids: np.ndarray,
+    dual_tower: dict,
+    text_feature_tables: tuple[pd.DataFrame, ...],
+    candidate_features: pd.DataFrame,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, K) candidate items and probabilities per training pair (see core/decoder/targets.py)."""
+    if spec["source"] == "dual_tower":
+        if sorted(dual_tower["item_ids"]) != sorted(item_ids.tolist()):
+            raise ValueError("the dual tower and the identifiers index different items; rerun the dual_tower stage")
+        features = column_to_matrix(candidate_features.set_index("item_id").embedding.loc[item_ids])  # identifier order
+        text = text_features_of(pairs.query_id, *text_feature_tables)
+        return dual_tower_targets(dual_tower_from_checkpoint(dual_tower), text, features, int(spec["top_k"]), spec["temperature"])
+    if spec["source"] == "siblings":
+        return sibling_targets(identifiers, torch.as_tensor(rows), int(spec["prefix_length"]), int(spec["top_k"]))
+    raise ValueError(f"unknown soft_targets.source {spec['source']!r}; known: dual_tower, siblings")

@@ -1,4 +1,10 @@
-"""CART vs the dual tower on the held-out test queries, per modality and overall."""
+"""CART vs its baselines on the held-out test queries, per modality and overall.
+
+Systems: ``cart`` (beam search), ``cart_rerank`` (CART's beam reordered by the dual-tower
+score: O(beam) work per query, flat in the corpus size), ``dual_tower`` (exact dense search)
+and ``pair_lookup`` (the no-training floor). Every metric carries a 95 % bootstrap CI; CART is
+compared with each baseline by a paired bootstrap and a sign test.
+"""
 
 from __future__ import annotations
 
@@ -13,70 +19,51 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cart_pipeline.core.metrics import metrics_from_ranks, rankings_frame, relevant_ranks
-from cart_pipeline.core.pairs import index_pairs
+from cart_pipeline.core.metrics import (
+    metrics_from_ranks,
+    paired_comparison,
+    rankings_frame,
+    relevant_ranks,
+    same_description_relevance,
+)
+from cart_pipeline.core.pairs import index_pairs, text_features_of
 from cart_pipeline.core.retrieval.cart import CartIndex
 from cart_pipeline.core.retrieval.dual_tower import (
-    DualTowerConfig,
     dual_tower_from_checkpoint,
-    dual_tower_to_checkpoint,
     embed_items,
+    embed_texts,
     search,
-    train_dual_tower,
 )
+from cart_pipeline.core.retrieval.pair_lookup import PairLookup
 from cart_pipeline.core.tables import column_to_matrix
 from cart_pipeline.pipelines.encoders import load_encoder
-from cart_pipeline.pipelines.tracking import epoch_logger, log_metrics
+from cart_pipeline.pipelines.tracking import log_metrics
 
 logger = logging.getLogger(__name__)
-SYSTEMS = ("cart", "dual_tower")
+SYSTEMS = ("cart", "cart_rerank", "dual_tower", "pair_lookup")
+BASELINES = ("dual_tower", "pair_lookup")
 
 
-def test_queries(queries: pd.DataFrame, corpus_item_ids: pd.Series) -> pd.DataFrame:
-    """Human queries of test items that made it into the index."""
-    test = queries[queries.split == "test"]
-    kept = test[test.item_id.isin(corpus_item_ids)]
-    if len(kept) < len(test):
-        logger.warning("%d test queries dropped: their item was rejected before indexing", len(test) - len(kept))
+def heldout_queries(queries: pd.DataFrame, corpus_item_ids, split: str = "test") -> pd.DataFrame:
+    """Human queries of `split` items that made it into the index."""
+    held_out = queries[queries.split == split]
+    kept = held_out[held_out.item_id.isin(corpus_item_ids)]
+    if len(kept) < len(held_out):
+        logger.warning("%d %s queries dropped: their item was rejected before indexing", len(held_out) - len(kept), split)
     return kept.reset_index(drop=True)
-
-
-def _features_by_id(*tables: pd.DataFrame) -> tuple[pd.Index, np.ndarray]:
-    table = pd.concat(tables, ignore_index=True)
-    return pd.Index(table.query_id), column_to_matrix(table.embedding)
-
-
-def fit_dual_tower(
-    training_pairs: pd.DataFrame,
-    query_features: pd.DataFrame,
-    pseudo_query_features: pd.DataFrame,
-    candidate_features: pd.DataFrame,
-    params: dict[str, Any],
-    modality: str,
-    seed: int,
-) -> dict:
-    """Projection heads on the frozen features, trained on exactly CART's pairs."""
-    ids, text_matrix = _features_by_id(query_features, pseudo_query_features)
-    pairs, items = index_pairs(training_pairs, candidate_features.item_id.to_numpy())
-    text = text_matrix[ids.get_indexer(pairs.query_id)]
-    item_features = column_to_matrix(candidate_features.embedding)
-    val = pairs.is_validation.to_numpy()
-    config = DualTowerConfig(text_dim=text.shape[1], item_dim=item_features.shape[1], seed=int(seed), **params["dual_tower"])
-    started = time.perf_counter()
-    model, history = train_dual_tower(
-        text[~val], items[~val], item_features, config, text[val], items[val], on_epoch=epoch_logger(f"{modality}.dual_tower.")
-    )
-    logger.info("%s: dual tower trained in %.0f s, %d epochs, best validation R@1 %.3f", modality, time.perf_counter() - started, len(history), max(h.get("val_r1", 0) for h in history))
-    return dual_tower_to_checkpoint(model, {"item_ids": candidate_features.item_id.tolist(), "history": history})
 
 
 def rank_with_cart(
     cart_decoder: dict, queries: pd.DataFrame, params: dict[str, Any], text_encoder_spec: dict[str, Any]
 ) -> tuple[pd.DataFrame, dict]:
     index = CartIndex.from_checkpoint(cart_decoder, load_encoder(text_encoder_spec))
-    test = test_queries(queries, pd.Series(index.item_ids))
+    test = heldout_queries(queries, index.item_ids)
     top, scores, timing = index.search(
-        test.text.tolist(), top_k=int(params["top_k"]), beam_size=int(params["beam_size"]), batch_size=int(params["batch_size"])
+        test.text.tolist(),
+        top_k=int(params["top_k"]),
+        beam_size=int(params["beam_size"]),
+        batch_size=int(params["batch_size"]),
+        renormalise=params["trie_renormalise"],
     )
     return rankings_frame(test.query_id.tolist(), index.item_ids, top, scores), _throughput(len(test), timing)
 
@@ -92,12 +79,12 @@ def rank_with_dual_tower(
     model = dual_tower_from_checkpoint(dual_tower)
     item_ids = candidate_features.item_id.to_numpy()
     item_embeddings = embed_items(model, column_to_matrix(candidate_features.embedding))  # the index
-    test = test_queries(queries, candidate_features.item_id)
-    ids, text_matrix = _features_by_id(query_features)
-    text = text_matrix[ids.get_indexer(test.query_id)]
+    test = heldout_queries(queries, item_ids)
+    text = text_features_of(test.query_id, query_features)
 
-    # time encoding + search per batch exactly as CART's search is timed
-    encoder, batch, encode_s, search_s, top, scores = load_encoder(text_encoder_spec), int(params["batch_size"]), 0.0, 0.0, [], []
+    # time encoding + search per batch exactly as CART's search is timed (the search itself
+    # reads the stored features: the same MiniLM vectors)
+    encoder, batch, encode_s, search_s, frames = load_encoder(text_encoder_spec), int(params["batch_size"]), 0.0, 0.0, []
     for start in range(0, len(test), batch):
         t0 = time.perf_counter()
         encoder.encode(test.text.iloc[start : start + batch].tolist())
@@ -105,11 +92,62 @@ def rank_with_dual_tower(
         found, score = search(model, text[start : start + batch], top_k=int(params["top_k"]), item_embeddings=item_embeddings)
         t2 = time.perf_counter()
         encode_s, search_s = encode_s + t1 - t0, search_s + t2 - t1
-        top.append(found)
-        scores.append(score)
-    top = np.concatenate(top) if top else np.zeros((0, int(params["top_k"])), np.int64)
-    scores = np.concatenate(scores) if scores else np.zeros_like(top, dtype=np.float32)
-    return rankings_frame(test.query_id.tolist(), item_ids, top, scores), _throughput(len(test), {"encode_s": encode_s, "decode_s": search_s})
+        frames.append(rankings_frame(test.query_id.iloc[start : start + batch].tolist(), item_ids, found, score))
+    rankings = pd.concat(frames, ignore_index=True) if frames else rankings_frame([], item_ids, np.zeros((0, 0), np.int64), np.zeros((0, 0)))
+    return rankings, _throughput(len(test), {"encode_s": encode_s, "decode_s": search_s})
+
+
+def rank_with_pair_lookup(
+    training_pairs: pd.DataFrame,
+    queries: pd.DataFrame,
+    query_features: pd.DataFrame,
+    pseudo_query_features: pd.DataFrame,
+    candidate_features: pd.DataFrame,
+    params: dict[str, Any],
+) -> tuple[pd.DataFrame, dict]:
+    """The floor: a soft vote over each item's training texts, τ chosen on validation."""
+    item_ids = candidate_features.item_id.to_numpy()
+    pairs, rows = index_pairs(training_pairs, item_ids)
+    val = pairs.is_validation.to_numpy()
+    lookup = PairLookup.from_pairs(text_features_of(pairs.query_id[~val], query_features, pseudo_query_features), rows[~val], len(item_ids))
+    by_temperature = lookup.fit_temperature(
+        text_features_of(pairs.query_id[val], query_features), rows[val], tuple(params["pair_lookup"]["temperatures"])
+    )
+    test = heldout_queries(queries, item_ids)
+    started = time.perf_counter()
+    top, scores = lookup.search(text_features_of(test.query_id, query_features), int(params["top_k"]))
+    seconds = time.perf_counter() - started
+    logger.info("pair lookup: temperature %.3g chosen on validation (MRR@10 by temperature %s)", lookup.temperature, by_temperature)
+    info = {**_throughput(len(test), {"encode_s": 0.0, "decode_s": seconds}), "temperature": lookup.temperature}
+    info["validation_mrr10_by_temperature"] = {str(k): v for k, v in by_temperature.items()}
+    return rankings_frame(test.query_id.tolist(), item_ids, top, scores), info
+
+
+def rerank_cart_with_dual_tower(
+    cart_rankings: pd.DataFrame,
+    cart_timing: dict,
+    dual_tower: dict,
+    query_features: pd.DataFrame,
+    candidate_features: pd.DataFrame,
+) -> tuple[pd.DataFrame, dict]:
+    """CART's beam, reordered by the dual-tower cosine (the candidate set stays CART's)."""
+    started = time.perf_counter()
+    model = dual_tower_from_checkpoint(dual_tower)
+    queries = pd.Index(cart_rankings.query_id.unique())
+    text = embed_texts(model, text_features_of(queries, query_features))  # (Q, E)
+    features = candidate_features.set_index("item_id").embedding
+    beam_items = pd.Index(cart_rankings.item_id.unique())
+    items = embed_items(model, column_to_matrix(features.loc[beam_items]))  # only the beams' items
+    score = (text[queries.get_indexer(cart_rankings.query_id)] * items[beam_items.get_indexer(cart_rankings.item_id)]).sum(1)
+    reranked = cart_rankings.assign(score=score.numpy().astype(np.float64))
+    reranked = reranked.sort_values(["query_id", "score"], ascending=[True, False], kind="stable")
+    reranked["rank"] = reranked.groupby("query_id").cumcount() + 1
+    seconds = time.perf_counter() - started
+    timing = {**cart_timing, "search_seconds": cart_timing["search_seconds"] + seconds, "rerank_seconds": seconds}
+    n = len(queries)
+    timing["qps_search"] = n / timing["search_seconds"] if timing["search_seconds"] else float("nan")
+    timing["qps_with_encoding"] = n / (timing["search_seconds"] + timing["encoding_seconds"]) if n else float("nan")
+    return reranked.reset_index(drop=True), timing
 
 
 def _throughput(n_queries: int, timing: dict) -> dict:
@@ -123,24 +161,48 @@ def _throughput(n_queries: int, timing: dict) -> dict:
 
 
 def evaluate_modality(
-    cart_rankings: pd.DataFrame,
-    cart_timing: dict,
-    dual_tower_rankings: pd.DataFrame,
-    dual_tower_timing: dict,
     queries: pd.DataFrame,
     semantic_ids: pd.DataFrame,
+    params: dict[str, Any],
     modality: str,
+    seed: int,
+    **systems: Any,
 ) -> dict:
-    """Both systems' metrics and per-query ranks (the ranks let `summarise` pool modalities)."""
-    relevant = test_queries(queries, semantic_ids.item_id)[["query_id", "item_id"]]
-    result: dict[str, Any] = {"modality": modality, "corpus_size": int(len(semantic_ids))}
-    for system, rankings, timing in (("cart", cart_rankings, cart_timing), ("dual_tower", dual_tower_rankings, dual_tower_timing)):
-        ranks = relevant_ranks(rankings, relevant)
-        metrics = {**metrics_from_ranks(ranks.to_numpy()), "corpus_size": int(len(semantic_ids)), **timing}
-        result[system] = {"metrics": metrics, "ranks": ranks.astype(int).tolist(), "query_ids": ranks.index.tolist()}
+    """Every system's metrics (strict and same-description relevance, with CIs), the paired
+    comparisons of CART with each baseline, and the per-query ranks `summarise` pools."""
+    test = heldout_queries(queries, semantic_ids.item_id)
+    relevance = {
+        "strict": test[["query_id", "item_id"]],
+        "same_description": same_description_relevance(test, queries[queries.source == "human"], semantic_ids.item_id.to_numpy()),
+    }
+    depth, n_boot = int(params["top_k"]), int(params["bootstrap_samples"])
+    result: dict[str, Any] = {"modality": modality, "corpus_size": int(len(semantic_ids)), "systems": {}, "comparisons": {}}
+    ranks: dict[str, dict[str, np.ndarray]] = {}
+    for system in SYSTEMS:
+        rankings, info = systems[f"{system}_rankings"], systems[f"{system}_timing"]
+        ranks[system] = {kind: relevant_ranks(rankings, relevant, depth).loc[test.query_id].to_numpy() for kind, relevant in relevance.items()}
+        metrics = {
+            **metrics_from_ranks(ranks[system]["strict"], n_boot, seed),
+            "same_description": metrics_from_ranks(ranks[system]["same_description"], n_boot, seed),
+            "corpus_size": int(len(semantic_ids)),
+            **info,
+        }
+        result["systems"][system] = {"metrics": metrics, **{f"ranks_{k}": v.tolist() for k, v in ranks[system].items()}}
         log_metrics(metrics, prefix=f"{modality}.{system}.")
-        logger.info("%s %s: %s", modality, system, {k: round(v, 3) for k, v in metrics.items() if isinstance(v, float)})
+        log_metrics(metrics["same_description"], prefix=f"{modality}.{system}.same_description.")
+        logger.info("%s %s: %s", modality, system, {k: round(metrics[k], 3) for k in ("R@1", "R@5", "R@10", "MRR@10")})
+    result["query_ids"] = test.query_id.tolist()
+    result["comparisons"] = comparisons({s: r["strict"] for s, r in ranks.items()}, n_boot, seed)
     return result
+
+
+def comparisons(ranks: dict[str, np.ndarray], n_boot: int, seed: int) -> dict:
+    """CART (and CART + rerank) against each baseline, paired over the same queries."""
+    return {
+        f"{system}_vs_{baseline}": paired_comparison(ranks[system], ranks[baseline], n_boot, seed)
+        for system in ("cart", "cart_rerank")
+        for baseline in BASELINES
+    }
 
 
 def run_config(id_variant: str, decoder: dict[str, Any], evaluation: dict[str, Any], seed: int, run_label: str) -> dict:
@@ -161,36 +223,51 @@ def summarise(id_variant: str, decoder: dict, evaluation: dict, seed: int, run_l
     import mlflow
 
     config = run_config(id_variant, decoder, evaluation, seed, run_label)
-    metrics: dict[str, Any] = {"systems": list(SYSTEMS), "by_modality": {}, "overall": {}, "config": config}
-    for evaluation in evaluations:
-        metrics["by_modality"][evaluation["modality"]] = {s: evaluation[s]["metrics"] for s in SYSTEMS}
+    n_boot = int(evaluation["bootstrap_samples"])
+    metrics: dict[str, Any] = {"systems": list(SYSTEMS), "by_modality": {}, "overall": {}, "comparisons": {}, "config": config}
+    for e in evaluations:
+        metrics["by_modality"][e["modality"]] = {s: e["systems"][s]["metrics"] for s in SYSTEMS}
+        metrics["comparisons"][e["modality"]] = e["comparisons"]
+    pooled = {}
     for system in SYSTEMS:
-        ranks = np.concatenate([np.asarray(e[system]["ranks"], dtype=np.int64) for e in evaluations]) if evaluations else np.zeros(0, np.int64)
-        metrics["overall"][system] = metrics_from_ranks(ranks)
+        pooled[system] = {
+            kind: np.concatenate([np.asarray(e["systems"][system][f"ranks_{kind}"], dtype=np.int64) for e in evaluations]) if evaluations else np.zeros(0, np.int64)
+            for kind in ("strict", "same_description")
+        }
+        metrics["overall"][system] = {
+            **metrics_from_ranks(pooled[system]["strict"], n_boot, seed),
+            "same_description": metrics_from_ranks(pooled[system]["same_description"], n_boot, seed),
+        }
         log_metrics(metrics["overall"][system], prefix=f"overall.{system}.")
+    metrics["comparisons"]["overall"] = comparisons({s: r["strict"] for s, r in pooled.items()}, n_boot, seed)
     if mlflow.active_run() is not None:
         mlflow.set_tags({k: str(v) for k, v in config.items()})
     return metrics, recall_bar_chart(metrics)
 
 
 def recall_bar_chart(metrics: dict) -> plt.Figure:
+    """R@1/5/10 per system with 95 % CI whiskers, per modality and overall."""
     groups = [*metrics["by_modality"], "overall"]
     columns = ["R@1", "R@5", "R@10"]
+    systems = metrics["systems"]
+    width = 0.8 / len(systems)
     # constrained layout gives the suptitle its own row (tight_layout let it cover a title)
     fig, axes = plt.subplots(
-        1, len(groups), figsize=(4 * len(groups), 3.7), sharey=True, squeeze=False, layout="constrained"
+        1, len(groups), figsize=(4.5 * len(groups), 3.9), sharey=True, squeeze=False, layout="constrained"
     )
     for ax, group in zip(axes[0], groups, strict=True):
         table = metrics["overall"] if group == "overall" else metrics["by_modality"][group]
         x = np.arange(len(columns))
-        for offset, system in zip((-0.2, 0.2), metrics["systems"], strict=True):
-            values = [table[system][c] for c in columns]
-            bars = ax.bar(x + offset, values, width=0.4, label=system.replace("_", " "))
-            ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        for i, system in enumerate(systems):
+            values = np.array([table[system][c] for c in columns])
+            ci = np.array([table[system][f"{c}_ci95"] for c in columns]).T  # (2, 3)
+            errors = np.clip(np.abs(ci - values), 0, None)
+            bars = ax.bar(x + (i - (len(systems) - 1) / 2) * width, values, width=width, yerr=errors, capsize=2, label=system.replace("_", " "))
+            ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=2)
         ax.set_xticks(x, columns)
-        ax.set_title(f"{group} (n={table[metrics['systems'][0]]['n_queries']})")
+        ax.set_title(f"{group} (n={table[systems[0]]['n_queries']})")
         ax.set_ylim(0, 1.05)
-    axes[0][0].set_ylabel("recall")
-    axes[0][-1].legend(loc="upper left", fontsize=8)
+    axes[0][0].set_ylabel("recall (strict), 95 % CI")
+    axes[0][-1].legend(loc="upper left", fontsize=7)
     fig.suptitle(f"Test-query recall, identifiers: {metrics['config'].get('id_variant')}")
     return fig

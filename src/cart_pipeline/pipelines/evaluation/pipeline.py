@@ -3,10 +3,12 @@ from kedro.pipeline import Pipeline, node
 from cart_pipeline.pipelines.modalities import per_modality
 
 from .nodes import (
+    SYSTEMS,
     evaluate_modality,
-    fit_dual_tower,
     rank_with_cart,
     rank_with_dual_tower,
+    rank_with_pair_lookup,
+    rerank_cart_with_dual_tower,
     summarise,
 )
 from .report import build_report
@@ -16,24 +18,16 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
     template = Pipeline(
         [
             node(
-                fit_dual_tower,
-                inputs=[
-                    "training_pairs",
-                    "query_features",
-                    "pseudo_query_features",
-                    "candidate_features",
-                    "params:evaluation",
-                    "params:modality",
-                    "params:seed",
-                ],
-                outputs="dual_tower",
-                name="fit_dual_tower",
-            ),
-            node(
                 rank_with_cart,
                 inputs=["cart_decoder", "queries", "params:evaluation", "params:feature_extraction.text_encoder"],
                 outputs=["cart_rankings", "cart_timing"],
                 name="rank_with_cart",
+            ),
+            node(
+                rerank_cart_with_dual_tower,
+                inputs=["cart_rankings", "cart_timing", "dual_tower", "query_features", "candidate_features"],
+                outputs=["cart_rerank_rankings", "cart_rerank_timing"],
+                name="rerank_cart_with_dual_tower",
             ),
             node(
                 rank_with_dual_tower,
@@ -49,16 +43,28 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                 name="rank_with_dual_tower",
             ),
             node(
-                evaluate_modality,
+                rank_with_pair_lookup,
                 inputs=[
-                    "cart_rankings",
-                    "cart_timing",
-                    "dual_tower_rankings",
-                    "dual_tower_timing",
+                    "training_pairs",
                     "queries",
-                    "semantic_ids",
-                    "params:modality",
+                    "query_features",
+                    "pseudo_query_features",
+                    "candidate_features",
+                    "params:evaluation",
                 ],
+                outputs=["pair_lookup_rankings", "pair_lookup_timing"],
+                name="rank_with_pair_lookup",
+            ),
+            node(
+                evaluate_modality,
+                inputs={
+                    "queries": "queries",
+                    "semantic_ids": "semantic_ids",
+                    "params": "params:evaluation",
+                    "modality": "params:modality",
+                    "seed": "params:seed",
+                    **{f"{s}_{kind}": f"{s}_{kind}" for s in SYSTEMS for kind in ("rankings", "timing")},
+                },
                 outputs="evaluation_metrics",
                 name="evaluate_modality",
             ),
@@ -89,8 +95,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "dataset_root": "params:dataset_root",
                     "params": "params:evaluation",
                     "recall_plot": "recall_plot@png",
-                    **{f"{m}_cart_rankings": f"{m}.cart_rankings" for m in modalities},
-                    **{f"{m}_dual_tower_rankings": f"{m}.dual_tower_rankings" for m in modalities},
+                    **{f"{m}_{s}_rankings": f"{m}.{s}_rankings" for m in modalities for s in SYSTEMS},
                     **{f"{m}_id_statistics": f"{m}.id_statistics" for m in modalities},
                     **{f"{m}_id_prefix_plot": f"{m}.id_prefix_plot@png" for m in modalities},
                 },

@@ -42,7 +42,7 @@ def build_report(
     metrics: dict, candidates: pd.DataFrame, queries: pd.DataFrame, dataset_root: str, params: dict[str, Any], recall_plot: Image.Image, **per_modality: Any
 ) -> str:
     modalities = list(metrics["by_modality"])
-    rankings = {m: {"cart": per_modality[f"{m}_cart_rankings"], "dual_tower": per_modality[f"{m}_dual_tower_rankings"]} for m in modalities}
+    rankings = {m: {s: per_modality[f"{m}_{s}_rankings"] for s in metrics["systems"]} for m in modalities}
     plots = {"Test-query recall by system": _png_bytes(recall_plot)}
     plots.update({f"{m}: identifier prefixes (t-SNE of item features)": _png_bytes(per_modality[f"{m}_id_prefix_plot"]) for m in modalities})
     metrics = {

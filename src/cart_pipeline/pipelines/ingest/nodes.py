@@ -25,10 +25,15 @@ def validate(manifest: pd.DataFrame, params: dict[str, Any], dataset_root: str) 
     return valid, rejected
 
 
-def build_candidates_and_queries(
-    valid_manifest: pd.DataFrame, params: dict[str, Any], seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    candidates, queries = build_tables(valid_manifest, seed=seed, test_fraction=float(params["test_fraction"]))
+def build_candidates_and_queries(valid_manifest: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    candidates, queries = build_tables(
+        valid_manifest,
+        seed=int(params["split_seed"]),
+        test_fraction=float(params["test_fraction"]),
+        validation_fraction=float(params["validation_fraction"]),
+        min_validation_queries=int(params["min_validation_queries"]),
+        max_validation_fraction=float(params["max_validation_fraction"]),
+    )
     counts = candidates.groupby(["modality", "split"]).size().unstack(fill_value=0)
     logger.info("candidates per modality and split:\n%s", counts.to_string())
     return candidates, queries
