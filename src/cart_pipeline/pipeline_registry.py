@@ -12,11 +12,11 @@ from cart_pipeline.pipelines.modalities import configured_modalities
 STAGES = (
     "ingest",
     "feature_extraction",
+    "captioning",
+    "dual_tower",
     "coarse_clustering",
     "rqvae_quantization",
     "id_assignment",
-    "captioning",
-    "dual_tower",
     "decoder_training",
     "evaluation",
 )

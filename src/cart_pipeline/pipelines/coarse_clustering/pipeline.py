@@ -2,18 +2,24 @@ from kedro.pipeline import Pipeline, node
 
 from cart_pipeline.pipelines.modalities import per_modality
 
-from .nodes import cluster_candidates
+from .nodes import cluster_candidates, identifier_features
 
 
 def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
     template = Pipeline(
         [
             node(
+                identifier_features,
+                inputs=["candidate_features", "dual_tower", "params:identifier_space"],
+                outputs="identifier_features",
+                name="identifier_features",
+            ),
+            node(
                 cluster_candidates,
-                inputs=["candidate_features", "params:coarse_clustering", "params:modality", "params:seed"],
+                inputs=["identifier_features", "params:coarse_clustering", "params:modality", "params:seed"],
                 outputs=["kmeans_centroids", "coarse_assignments"],
                 name="cluster_candidates",
             )
         ]
     )
-    return per_modality(template, modalities, shared_parameters=["coarse_clustering"])
+    return per_modality(template, modalities, shared_parameters=["coarse_clustering", "identifier_space"])

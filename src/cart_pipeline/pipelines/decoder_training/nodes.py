@@ -117,6 +117,7 @@ def train_cart_decoder(
             "text_encoder": dict(text_encoder_spec),
             "train_seconds": seconds,
             "selected_epoch": int(selected["epoch"]),
+            "validation": {k.removeprefix("val_"): float(v) for k, v in selected.items() if k.startswith("val_")},
         },
     )
     return checkpoint, pd.DataFrame(history)

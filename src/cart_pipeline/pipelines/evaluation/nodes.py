@@ -65,7 +65,8 @@ def rank_with_cart(
         batch_size=int(params["batch_size"]),
         renormalise=params["trie_renormalise"],
     )
-    return rankings_frame(test.query_id.tolist(), index.item_ids, top, scores), _throughput(len(test), timing)
+    info = {**_throughput(len(test), timing), "validation": index.metadata.get("validation", {})}
+    return rankings_frame(test.query_id.tolist(), index.item_ids, top, scores), info
 
 
 def rank_with_dual_tower(
@@ -94,7 +95,9 @@ def rank_with_dual_tower(
         encode_s, search_s = encode_s + t1 - t0, search_s + t2 - t1
         frames.append(rankings_frame(test.query_id.iloc[start : start + batch].tolist(), item_ids, found, score))
     rankings = pd.concat(frames, ignore_index=True) if frames else rankings_frame([], item_ids, np.zeros((0, 0), np.int64), np.zeros((0, 0)))
-    return rankings, _throughput(len(test), {"encode_s": encode_s, "decode_s": search_s})
+    selected = max(dual_tower.get("history") or [{}], key=lambda h: h.get("val_mrr10", -1.0))
+    validation = {k.removeprefix("val_"): v for k, v in selected.items() if k.startswith("val_")}
+    return rankings, {**_throughput(len(test), {"encode_s": encode_s, "decode_s": search_s}), "validation": validation}
 
 
 def rank_with_pair_lookup(
@@ -119,6 +122,7 @@ def rank_with_pair_lookup(
     seconds = time.perf_counter() - started
     logger.info("pair lookup: temperature %.3g chosen on validation (MRR@10 by temperature %s)", lookup.temperature, by_temperature)
     info = {**_throughput(len(test), {"encode_s": 0.0, "decode_s": seconds}), "temperature": lookup.temperature}
+    info["validation"] = {"mrr10": by_temperature[lookup.temperature]}
     info["validation_mrr10_by_temperature"] = {str(k): v for k, v in by_temperature.items()}
     return rankings_frame(test.query_id.tolist(), item_ids, top, scores), info
 
@@ -144,6 +148,7 @@ def rerank_cart_with_dual_tower(
     reranked["rank"] = reranked.groupby("query_id").cumcount() + 1
     seconds = time.perf_counter() - started
     timing = {**cart_timing, "search_seconds": cart_timing["search_seconds"] + seconds, "rerank_seconds": seconds}
+    timing.pop("validation", None)  # CART's selection metric, not the reranked system's
     n = len(queries)
     timing["qps_search"] = n / timing["search_seconds"] if timing["search_seconds"] else float("nan")
     timing["qps_with_encoding"] = n / (timing["search_seconds"] + timing["encoding_seconds"]) if n else float("nan")

@@ -47,15 +47,15 @@ def assign_identifiers(
 
 
 def plot_identifier_prefixes(
-    candidate_features: pd.DataFrame, semantic_ids: pd.DataFrame, params: dict[str, Any], modality: str, seed: int
+    identifier_features: pd.DataFrame, semantic_ids: pd.DataFrame, params: dict[str, Any], modality: str, seed: int
 ) -> plt.Figure:
     """t-SNE of the features coloured by coarse token; a few first-fine-token groups outlined."""
     from scipy.spatial import ConvexHull
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    ids = semantic_ids.set_index("item_id").loc[candidate_features.item_id]
-    features = column_to_matrix(candidate_features.embedding)
+    ids = semantic_ids.set_index("item_id").loc[identifier_features.item_id]
+    features = column_to_matrix(identifier_features.embedding)
     reduced = PCA(n_components=min(50, *features.shape), random_state=seed).fit_transform(features)
     perplexity = min(float(params.get("tsne_perplexity", 30)), (len(features) - 1) / 3)
     xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)

@@ -26,7 +26,7 @@ def default_codebook_size(n_items: int) -> int:
 
 
 def quantise_fine(
-    candidate_features: pd.DataFrame,
+    identifier_features: pd.DataFrame,
     kmeans_centroids: pd.DataFrame,
     coarse_assignments: pd.DataFrame,
     params: dict[str, Any],
@@ -35,13 +35,13 @@ def quantise_fine(
     seed: int,
 ) -> tuple[dict, pd.DataFrame, dict]:
     params = for_modality(params, modality)
-    assignments = coarse_assignments.set_index("item_id").loc[candidate_features.item_id]
+    assignments = coarse_assignments.set_index("item_id").loc[identifier_features.item_id]
     kmeans = KMeansResult(
         centroids=column_to_matrix(kmeans_centroids.sort_values("cluster").embedding),
         assignments=assignments.coarse.to_numpy(np.int64),
         distances=assignments.distance.to_numpy(np.float32),
     )
-    features = column_to_matrix(candidate_features.embedding)
+    features = column_to_matrix(identifier_features.embedding)
     codebook_size = default_codebook_size(len(features)) if params["codebook_size"] == "auto" else int(params["codebook_size"])
     config = RQVAEConfig(
         latent_dim=int(params["latent_dim"]),
@@ -70,6 +70,6 @@ def quantise_fine(
         "rqvae": rqvae_to_checkpoint(codes.model) if codes.model is not None else None,
         "history": codes.history,
     }
-    fine_codes = pd.DataFrame({"item_id": candidate_features.item_id.to_numpy(), "coarse": codes.coarse})
+    fine_codes = pd.DataFrame({"item_id": identifier_features.item_id.to_numpy(), "coarse": codes.coarse})
     fine_codes["fine"] = int_lists_column(codes.fine, index=fine_codes.index)
     return checkpoint, fine_codes, diagnostics

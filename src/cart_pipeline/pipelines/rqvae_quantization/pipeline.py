@@ -11,7 +11,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             node(
                 quantise_fine,
                 inputs=[
-                    "candidate_features",
+                    "identifier_features",
                     "kmeans_centroids",
                     "coarse_assignments",
                     "params:rqvae_quantization",
