@@ -1,4 +1,4 @@
-"""Project pipelines: one per stage of DESIGN.md, `__default__` runs them all."""
+"""Project pipelines: one per stage of docs/architecture.md, `__default__` runs them all."""
 
 from __future__ import annotations
 

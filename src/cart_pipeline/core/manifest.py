@@ -172,7 +172,7 @@ def build_tables(
     min_validation_queries: int = 0,
     max_validation_fraction: float = 0.5,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Valid manifest rows -> (candidates, human queries) per the DESIGN.md contracts.
+    """Valid manifest rows -> (candidates, human queries) per the docs/architecture.md contracts.
 
     The split is carved per modality (each modality is its own index), from the same draw of
     each row's group (or item_id): a group is in the test split in every modality.

@@ -1,4 +1,4 @@
-"""One call that makes a run repeatable: same seed => same numbers (DESIGN.md, evaluation).
+"""One call that makes a run repeatable: same seed => same numbers (docs/architecture.md, evaluation).
 
 Seeds Python, NumPy's legacy global RNG and torch (CPU and CUDA), and asks torch for
 deterministic kernels. Code in this package still prefers explicit generators

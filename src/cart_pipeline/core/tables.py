@@ -1,7 +1,7 @@
 """Embedding matrices <-> parquet-ready pandas columns.
 
 Features travel between stages as one row per entity with an ``embedding`` column of
-fixed-size float32 lists (DESIGN.md, "Data contracts"). Going through Arrow keeps the
+fixed-size float32 lists (docs/architecture.md, "Data contracts"). Going through Arrow keeps the
 conversion vectorised: no per-row Python lists, even for a million rows.
 """
 

@@ -1,6 +1,6 @@
 """Per-modality instantiation of the stage pipelines.
 
-Each modality is its own corpus with its own index (DESIGN.md), so a stage is written once
+Each modality is its own corpus with its own index (docs/architecture.md), so a stage is written once
 as a template and instantiated under one namespace per modality: `image.semantic_ids`,
 `audio.semantic_ids`, ... . Parameter groups stay shared (one `parameters_<stage>.yml`);
 a group may hold `by_modality: {audio: {...}}` overrides, merged by :func:`for_modality`.

@@ -1,4 +1,4 @@
-"""Captioners: pseudo-queries for every candidate (caption enhancement, DESIGN.md).
+"""Captioners: pseudo-queries for every candidate (caption enhancement, docs/architecture.md).
 
 A captioner maps a :class:`CaptionContext` to a table of (item_id, text, source) and a list
 of (item_id, reason) for items it could not caption. Register new ones in ``CAPTIONERS``.

@@ -7,7 +7,7 @@ layers, H text width, d = d_model, L identifier length, V vocabulary size):
     x = x + Fusion(LN(x), text memory)       two-branch fusion (or plain cross-attn, ablation)
     x = x + FFN(LN(x))
 
-Two-branch fusion (paper, "fusion" row of DESIGN.md):
+Two-branch fusion (paper, "fusion" row of docs/architecture.md):
     coarse: Z = W·concat(E_1..E_S) + b            (B, T, S·H) -> (B, T, d)
             c = CrossAttn_c(Y, Z);  c = c · σ(W_g c)   (sigmoid self-gate)
     fine:   f = Σ_s softmax(α)_s · CrossAttn_f(Y, P_s E_s)   P_s: H -> d, one per text layer

@@ -1,6 +1,6 @@
 """Identifier assembly: (coarse, fine…, unique) codes -> the ``semantic_ids`` table + vocabulary.
 
-An identifier is ID = (k, v1…vM, u) (DESIGN.md): k the coarse K-Means cluster, v1…vM the fine
+An identifier is ID = (k, v1…vM, u) (docs/architecture.md): k the coarse K-Means cluster, v1…vM the fine
 codes, u a counter that separates items whose (k, v1…vM) prefix collides. Each position has its
 own range in the decoder's vocabulary (after the special tokens), so "code 3 at the coarse
 position" and "code 3 at fine level 2" are different tokens and a prefix trie over token ids is

@@ -1,6 +1,6 @@
 """A compact residual-quantised VAE (RQ-VAE) for CART's fine tokens.
 
-In CART the input is the K-Means residual ``x - centroid[k]`` of each candidate (DESIGN.md); the
+In CART the input is the K-Means residual ``x - centroid[k]`` of each candidate (docs/architecture.md); the
 RQ-VAE turns it into M codes v1..vM, one per codebook. Layout follows lucidrains'
 vector-quantize-pytorch, one module per idea:
 

@@ -210,24 +210,33 @@ def comparisons(ranks: dict[str, np.ndarray], n_boot: int, seed: int) -> dict:
     }
 
 
-def run_config(id_variant: str, decoder: dict[str, Any], evaluation: dict[str, Any], seed: int, run_label: str) -> dict:
-    """What distinguishes this run from an ablation of it (recorded in metrics.json and MLflow tags)."""
+def run_config(
+    id_variant: str, identifier_space: str, decoder: dict[str, Any], captioning: dict[str, Any], evaluation: dict[str, Any], seed: int, run_label: str
+) -> dict:
+    """What distinguishes this run from an ablation or a lever of it (metrics.json, MLflow tags)."""
     return {
         "run_label": run_label,
         "id_variant": id_variant,
+        "identifier_space": identifier_space,
         "fusion": bool(decoder["fusion"]),
         "consistency_weight": float(decoder["consistency_weight"]),
+        "trie_softmax": bool(decoder["trie_softmax"]),
+        "sentence_input": bool(decoder["sentence_input"]),
+        "soft_targets": f"{decoder['soft_targets']['source']}:{float(decoder['soft_target_weight'])}",
+        "pseudo_per_described_item": captioning["pseudo_per_described_item"],
         "seed": int(seed),
         "beam_size": int(evaluation["beam_size"]),
         "top_k": int(evaluation["top_k"]),
     }
 
 
-def summarise(id_variant: str, decoder: dict, evaluation: dict, seed: int, run_label: str, *evaluations: dict) -> tuple[dict, plt.Figure]:
+def summarise(
+    id_variant: str, identifier_space: str, decoder: dict, captioning: dict, evaluation: dict, seed: int, run_label: str, *evaluations: dict
+) -> tuple[dict, plt.Figure]:
     """metrics.json (per modality and pooled over modalities) and the recall bar chart."""
     import mlflow
 
-    config = run_config(id_variant, decoder, evaluation, seed, run_label)
+    config = run_config(id_variant, identifier_space, decoder, captioning, evaluation, seed, run_label)
     n_boot = int(evaluation["bootstrap_samples"])
     metrics: dict[str, Any] = {"systems": list(SYSTEMS), "by_modality": {}, "overall": {}, "comparisons": {}, "config": config}
     for e in evaluations:

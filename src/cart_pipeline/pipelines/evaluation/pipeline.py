@@ -77,7 +77,9 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                 summarise,
                 inputs=[
                     "params:id_variant",
+                    "params:identifier_space",
                     "params:decoder_training",
+                    "params:captioning",
                     "params:evaluation",
                     "params:seed",
                     "params:run_label",
