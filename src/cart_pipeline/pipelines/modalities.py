@@ -25,7 +25,9 @@ def configured_modalities(conf_source: Path | None = None) -> list[str]:
     conf_source = conf_source or Path(__file__).resolve().parents[3] / "conf"
     if not conf_source.is_dir():
         return list(DEFAULT_MODALITIES)
-    loader = OmegaConfigLoader(str(conf_source), base_env="base", default_run_env="local")
+    from cart_pipeline.settings import CONFIG_LOADER_ARGS
+
+    loader = OmegaConfigLoader(str(conf_source), **CONFIG_LOADER_ARGS)
     return list(loader["parameters"].get("modalities", DEFAULT_MODALITIES))
 
 

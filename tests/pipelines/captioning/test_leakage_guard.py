@@ -116,3 +116,30 @@ def test_imagenet_labels_name_the_garbage_truck(default_manifest):
     assert not problems
     assert captions.text.iloc[0] == "a picture of a garbage truck"
     assert "a garbage truck or an ambulance" in captions.text.tolist()
+
+
+def test_dual_tower_retrieval_captions_from_train_texts_and_class_names_only(corpus):
+    from cart_pipeline.core.captioners import dual_tower_retrieval
+    from cart_pipeline.core.captioners.dual_tower_retrieval import imagenet_descriptions
+    from cart_pipeline.pipelines.encoders import load_encoder
+
+    candidates, queries, features = corpus
+    train = queries[queries.split == "train"][["item_id", "text", "split"]]
+    matrix = np.stack(features.embedding.to_numpy()).astype(np.float32)
+    context = CaptionContext(candidates, matrix, train, text_encoder=load_encoder({"name": "all-MiniLM-L6-v2"}), seed=0)
+    frame, problems = dual_tower_retrieval(context, n=2, epochs=40)
+    assert not problems and frame.groupby("item_id").size().eq(2).all() and len(frame) == 14
+    pool = set(train.text) | set(imagenet_descriptions())
+    assert set(frame.text) <= pool, "only train texts and class names"
+    assert not frame.text.isin(queries.text[queries.split != "train"]).any()
+    assert "A garbage truck." in imagenet_descriptions()
+    again, _ = dual_tower_retrieval(context, n=2, epochs=40)
+    pd.testing.assert_frame_equal(frame, again)
+    # learned from the train pairs: from train texts alone, the items on the hen side of the
+    # line get hen texts, those on the car side car texts
+    own, _ = dual_tower_retrieval(context, n=1, pool=["train_texts"], epochs=40)
+    side = own.set_index("item_id").text
+    assert all(side[i].endswith("hen.") for i in ("a", "b", "t1"))
+    assert all(side[i].endswith("car.") for i in ("c", "d", "t2", "v1"))
+    with pytest.raises(ValueError, match="needs the text encoder"):
+        dual_tower_retrieval(CaptionContext(candidates, matrix, train), n=2)

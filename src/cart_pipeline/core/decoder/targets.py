@@ -53,7 +53,7 @@ def dual_tower_targets(
     from cart_pipeline.core.retrieval.dual_tower import score_items
 
     scores = torch.from_numpy(score_items(tower, text_features, item_features))  # (P, N)
-    temperature = float(1 / tower.scale()) if temperature is None else float(temperature)
+    temperature = float(1 / tower.scale().detach()) if temperature is None else float(temperature)
     top, items = scores.topk(min(top_k, scores.shape[1]), dim=1)
     return items, torch.softmax(top / temperature, dim=1)
 

@@ -96,7 +96,7 @@ def train_dual_tower(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     texts = torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32))
-    targets = torch.from_numpy(np.asarray(pair_items, dtype=np.int64))
+    targets = torch.from_numpy(np.array(pair_items, dtype=np.int64))  # a copy: inputs may be read-only
     items = torch.from_numpy(np.ascontiguousarray(item_features, dtype=np.float32))
     full_softmax = len(items) <= config.full_softmax_max_items
     generator = torch.Generator().manual_seed(config.seed)
@@ -128,7 +128,7 @@ def train_dual_tower(
         record = {
             "epoch": epoch,
             "loss": total / len(texts),
-            "temperature": float(1 / model.scale()),
+            "temperature": float(1 / model.scale().detach()),
             "seconds": time.perf_counter() - started,
         }
         if val_text_features is not None and len(val_text_features):
