@@ -25,19 +25,34 @@ from cart_pipeline.runs import kedro, latest_by, markdown_table
 logger = logging.getLogger("cart_pipeline.levers")
 
 STAGES = "captioning,dual_tower,coarse_clustering,rqvae_quantization,id_assignment,decoder_training,evaluation"
-# name -> overrides; each is measured against `base`, the defaults
+# name -> overrides: each a departure from the defaults (`base`), which are what these
+# measurements chose on validation (README, "Quality levers", for the path that led there)
 LEVERS: dict[str, str] = {
     "base": "",
-    "trie_renormalise_search": "evaluation.trie_renormalise=true",
-    "trie_softmax": "decoder_training.trie_softmax=true",
-    "distill_0.5": "decoder_training.soft_target_weight=0.5,decoder_training.soft_targets.source=dual_tower",
+    # captioning / training pairs
+    "pseudo_per_described_all": "captioning.pseudo_per_described_item=null",
+    "pseudo_per_described_1": "captioning.pseudo_per_described_item=1",
+    # objective and schedule
+    "no_distillation": "decoder_training.soft_target_weight=0.0",
+    "distill_0.8": "decoder_training.soft_target_weight=0.8",
     "siblings_0.2": "decoder_training.soft_target_weight=0.2,decoder_training.soft_targets.source=siblings",
-    "sentence_input": "decoder_training.sentence_input=true",
+    "epochs_10": "decoder_training.epochs=10",
     "epochs_20": "decoder_training.epochs=20",
     "lr_0.002": "decoder_training.lr=0.002",
+    # scoring
+    "trie_softmax": "decoder_training.trie_softmax=true",
+    "trie_renormalise_search": "evaluation.trie_renormalise=true",
+    "sentence_input": "decoder_training.sentence_input=true",
+    # decoder size
+    "d_model_128": "decoder_training.d_model=128",
+    "n_layers_2": "decoder_training.n_layers=2",
+    "n_layers_6": "decoder_training.n_layers=6",
+    # identifiers: space, k, M, codebook size
     "identifier_space_dual_tower": "identifier_space=dual_tower",
-    "pseudo_per_described_0": "captioning.pseudo_per_described_item=0",
-    "pseudo_per_described_1": "captioning.pseudo_per_described_item=1",
+    "k_15": "coarse_clustering.n_clusters=15",
+    "k_60": "coarse_clustering.n_clusters=60",
+    "M_2": "rqvae_quantization.n_levels=2",
+    "codebook_64": "rqvae_quantization.codebook_size=64",
 }
 METRICS = ("R@1", "R@10", "MRR@10")
 
@@ -55,6 +70,7 @@ def lever_table(results: dict[str, dict]) -> pd.DataFrame:
                     lo, hi = values[f"{metric}_ci95"]
                     row[metric] = values[metric]
                     row[f"{metric} 95% CI"] = f"[{lo:.3f}, {hi:.3f}]"
+                row["q/s search"] = values.get("qps_search")
                 rows.append(row)
     return pd.DataFrame(rows)
 
