@@ -134,12 +134,17 @@ class Retriever:
     def search(
         self, queries: list[str], k: int = 10, modality: str | None = None, beam_size: int | None = None
     ) -> list[list[SearchResult]]:
-        """Top-k per query and modality index (scores are log-probs, comparable within one index)."""
+        """Top-k per query and modality index (scores are log-probs, comparable within one index).
+
+        ``k`` (and ``beam_size``) must be >= 1; an index smaller than ``k`` returns all its items.
+        """
         if isinstance(queries, str):
             queries = [queries]
         blank = [i + 1 for i, q in enumerate(queries) if not q or not q.strip()]
         if blank:
             raise SearchError(f"empty query (query {blank[0]} of {len(queries)})")
+        if k < 1 or (beam_size is not None and beam_size < 1):
+            raise SearchError(f"top-k and beam size must be at least 1 (got top-k {k}, beam size {beam_size})")
         if modality and modality not in self.indexes:
             raise SearchError(f"no {modality!r} index loaded; available: {sorted(self.indexes)}")
         results: list[list[SearchResult]] = [[] for _ in queries]
@@ -149,7 +154,9 @@ class Retriever:
                 continue
             # a beam of at least 10 even for k=1: greedy decoding misses identifiers whose
             # first token is not the locally best one
-            top, scores, timing = index.search(list(queries), top_k=k, beam_size=beam_size or max(k, 10))
+            # k past the corpus size returns the whole corpus, ranked; nothing is decoded for it
+            k_here = min(k, len(index.item_ids))
+            top, scores, timing = index.search(list(queries), top_k=k_here, beam_size=beam_size or max(k_here, 10))
             self.last_timing[name] = timing
             for q, (row_items, row_scores) in enumerate(zip(top, scores, strict=True)):
                 for rank, (i, score) in enumerate(((i, s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0), start=1):
@@ -164,12 +171,19 @@ class Retriever:
         return results
 
 
+def _at_least_one(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+    return number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cart-search", description="Search a trained CART index with text queries.")
     parser.add_argument("query", nargs="?", help="the text query (or use --queries FILE)")
     parser.add_argument("--queries", type=Path, help="a file with one query per line")
-    parser.add_argument("--top-k", type=int, default=10, help="results per query and modality (default 10)")
-    parser.add_argument("--beam-size", type=int, default=None, help="beam size (default: max(top-k, 10))")
+    parser.add_argument("--top-k", type=_at_least_one, default=10, help="results per query and modality, >= 1 (default 10; at most the corpus size)")
+    parser.add_argument("--beam-size", type=_at_least_one, default=None, help="beam size (default: max(top-k, 10), at most the corpus size)")
     parser.add_argument("--modality", help="search only this modality's index (e.g. image, audio)")
     parser.add_argument("--version", help="a Kedro save version of the artifacts (default: latest)")
     parser.add_argument("--run-id", help="an MLflow run id whose artifacts to use")

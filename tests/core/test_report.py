@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -214,3 +215,18 @@ def test_empty_inputs_still_render(tmp_path):
 def test_page_references_nothing_outside_itself(metrics, examples, items, default_dataset):
     page = _render(metrics, examples, items, default_dataset)
     assert not re.search(r'(src|href)="(?!data:|#)', page)
+
+
+def test_media_outside_the_dataset_folder_is_never_embedded(metrics, examples, items, default_dataset, tmp_path):
+    root = tmp_path / "dataset"
+    root.mkdir()
+    outside = items.assign(media_path=[f"../{p}" for p in items.media_path])  # exists, one level up
+    for media_path in items.media_path:
+        (tmp_path / media_path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(default_dataset / media_path, tmp_path / media_path)
+
+    assert "data:image/jpeg" in _render(metrics, examples, items, tmp_path), "the same files, inside the root, embed"
+    page = _render(metrics, examples, outside, root)
+
+    assert "data:image/jpeg" not in page and "<audio" not in page
+    assert "no image file" in page

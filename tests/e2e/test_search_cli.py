@@ -58,6 +58,22 @@ def test_empty_query_is_an_error(project):
     assert result.returncode == 2 and "empty query" in result.stderr
 
 
+@pytest.mark.parametrize("flag, value", [("--top-k", "0"), ("--top-k", "-1"), ("--beam-size", "0")])
+def test_top_k_and_beam_below_one_are_errors(project, flag, value):
+    result = run([CART_SEARCH, "a hen", flag, value, "--project", str(project)], cwd=project)
+    assert result.returncode == 2 and "must be a whole number >= 1" in result.stderr and not result.stdout
+
+
+def test_top_k_past_the_corpus_returns_the_whole_corpus_once(project):
+    from cart_pipeline.search import Retriever
+
+    corpus = len(Retriever.load(project, modalities=["audio"]).indexes["audio"].item_ids)
+    result = run([CART_SEARCH, "a bell", "--top-k", "100000", "--modality", "audio", "--json", "--project", str(project)], cwd=project)
+    assert result.returncode == 0, result.stderr
+    items = [json.loads(line)["item_id"] for line in result.stdout.splitlines()]
+    assert len(items) == len(set(items)) == corpus
+
+
 def test_unknown_version_is_an_error(project):
     result = run([CART_SEARCH, "a hen", "--version", "1999-01-01T00.00.00.000Z", "--project", str(project)], cwd=project)
     assert result.returncode == 2 and "1999-01-01T00.00.00.000Z" in result.stderr

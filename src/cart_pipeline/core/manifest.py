@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cart_pipeline.core import media
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("item_id", "modality", "media_path", "text")
@@ -38,8 +40,6 @@ def check_columns(manifest: pd.DataFrame) -> None:
 
 def media_problem(path: Path, modality: str) -> str | None:
     """Why the media file at `path` cannot be used, or None if it decodes."""
-    from cart_pipeline.core import media
-
     if not path.is_file():
         return f"media file not found: {path}"
     try:
@@ -88,6 +88,8 @@ def validate_manifest(
     unknown = ~manifest.modality.isin(known_modalities)
     reject(unknown, lambda i: f"unknown modality {manifest.modality[i]!r} (known: {known_modalities})")
     reject(manifest.media_path == "", "empty media_path")
+    outside = {i: why for i, path in enumerate(manifest.media_path) if path and (why := media.outside_dataset(dataset_root, path))}
+    reject(manifest.index.isin(list(outside)), outside.__getitem__)
     if check_media:
         for i, row in manifest.iterrows():
             if i in reasons:

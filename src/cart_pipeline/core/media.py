@@ -8,7 +8,7 @@ and carry on with the others.
 from __future__ import annotations
 
 from math import gcd
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -16,6 +16,21 @@ from PIL import Image, ImageOps
 
 class MediaDecodeError(ValueError):
     """A media file could not be decoded into usable content; ``str(err)`` is the reason."""
+
+
+def outside_dataset(root: str | Path, media_path: str) -> str | None:
+    """Why ``media_path`` does not name a path inside the dataset folder ``root``, or None.
+
+    Media paths are relative to the dataset root. An absolute path, a ``..`` escape or a
+    symlink that resolves outside would let a manifest row read any file the process can, and
+    the report would embed it in a page meant to be shared.
+    """
+    if PurePosixPath(media_path).is_absolute() or PureWindowsPath(media_path).drive or media_path.startswith("\\"):
+        return f"media_path {media_path!r} is absolute; media paths are relative to the dataset folder"
+    root = Path(root).resolve()
+    if not (root / media_path).resolve().is_relative_to(root):
+        return f"media_path {media_path!r} points outside the dataset folder"
+    return None
 
 
 def _fail(kind: str, path: str | Path, err: BaseException) -> MediaDecodeError:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from cart_pipeline.core.media import load_image_rgb
+from cart_pipeline.core.media import load_image_rgb, outside_dataset
 
 THUMBNAIL_PX = 96
 THUMBNAIL_JPEG_QUALITY = 80
@@ -149,6 +149,9 @@ class _MediaCache:
     def _path(self, row: dict[str, Any]) -> Path | None:
         media_path = row.get("media_path")
         if not isinstance(media_path, str) or not media_path.strip():
+            return None
+        # only files inside the dataset folder are embedded in a page meant to be shared
+        if outside_dataset(self.root, media_path):
             return None
         return self.root / media_path
 

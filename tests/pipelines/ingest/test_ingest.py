@@ -89,6 +89,33 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_ingested(small_dataset)
     assert rejected.set_index("item_id").row["image:missing"] == len(rows) + 2
 
 
+def test_media_paths_outside_the_dataset_folder_are_rejected(small_dataset, tmp_path_factory):
+    root, rows = small_dataset
+    outside = tmp_path_factory.mktemp("outside")
+    shutil.copy(root / rows.media_path[0], outside / "secret.png")  # a real, decodable image
+    (root / "images" / "link.png").symlink_to(outside / "secret.png")
+    (root / "images" / "link-inside.png").symlink_to(root / rows.media_path[1])
+    escapes = {
+        "image:dotdot": f"../{outside.name}/secret.png",
+        "image:absolute": str(outside / "secret.png"),
+        "image:symlink": "images/link.png",
+        "image:windows-drive": "C:/Windows/win.ini",
+        "image:etc": "../../../../../../etc/passwd",
+    }
+    extra = pd.DataFrame(
+        [{**rows.iloc[0].to_dict(), "item_id": item_id, "media_path": path} for item_id, path in escapes.items()]
+        + [{**rows.iloc[1].to_dict(), "item_id": "image:symlink-inside", "media_path": "images/link-inside.png"}]
+    )
+    valid, rejected = validate(pd.concat([rows, extra], ignore_index=True), root, max_share=0.5)
+
+    reasons = dict(zip(rejected.item_id, rejected.reason, strict=True))
+    assert set(reasons) == set(escapes), "only the escaping rows are rejected"
+    assert "is absolute" in reasons["image:absolute"] and "is absolute" in reasons["image:windows-drive"]
+    for item_id in ("image:dotdot", "image:symlink", "image:etc"):
+        assert "outside the dataset folder" in reasons[item_id]
+    assert "image:symlink-inside" in set(valid.item_id), "a symlink that stays inside is fine"
+
+
 def test_too_many_rejects_stop_the_run_listing_rows(small_dataset):
     root, rows = small_dataset
     rows = rows.assign(text="")

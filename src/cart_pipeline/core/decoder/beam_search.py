@@ -91,6 +91,9 @@ def constrained_beam_search(
                 logp = F.log_softmax(logits, -1)
             cand = (scores[..., None] + logp).masked_fill(~allowed, float("-inf"))  # (B, nb, W)
             scores, flat = cand.view(B, -1).topk(min(beam_size, cand[0].numel()), dim=1)  # (B, k)
+            # slots no query can fill (fewer valid prefixes than beams) are dropped, not decoded
+            width = max(int(torch.isfinite(scores).sum(1).max()), 1)
+            scores, flat = scores[:, :width], flat[:, :width]
             beam, tok = flat // (hi - lo), flat % (hi - lo) + lo
             nodes = trie.step(nodes[q, beam].flatten(), tok.flatten()).view_as(tok)
             nodes = nodes.masked_fill(torch.isinf(scores), -1)  # fewer valid prefixes than beams

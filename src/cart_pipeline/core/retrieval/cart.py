@@ -46,10 +46,15 @@ class CartIndex:
     ) -> tuple[np.ndarray, np.ndarray, dict]:
         """(Q, top_k) item indices (-1 = none) and log-probs, best first; plus timings.
 
+        Columns past the corpus size hold -1 / -inf (the beam never exceeds the corpus).
+
         timings: seconds spent encoding the queries and decoding (beam search) in total.
         ``renormalise``: softmax over the trie's valid tokens (default: as the decoder trained).
         """
-        beam_size = max(beam_size or top_k, top_k)
+        if top_k < 1 or (beam_size is not None and beam_size < 1):
+            raise ValueError(f"top_k and beam_size must be >= 1, got top_k={top_k}, beam_size={beam_size}")
+        # a beam wider than the corpus only carries dead slots: cap it at the number of identifiers
+        beam_size = min(max(beam_size or top_k, top_k), len(self.item_ids))
         found, scores, encode_s, decode_s = [], [], 0.0, 0.0
         for start in range(0, len(texts), batch_size):
             t0 = time.perf_counter()
