@@ -73,6 +73,40 @@ def test_empty_silent_and_garbage_audio_are_decode_errors(tmp_path):
             load_audio_mono(tmp_path / name, 44100)
 
 
+def test_16_bit_grayscale_decodes_like_its_8_bit_copy(tmp_path):
+    gradient = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0..65520
+    Image.fromarray(gradient).save(tmp_path / "deep.png")
+    Image.fromarray(np.round(gradient / 257).astype(np.uint8)).save(tmp_path / "flat.png")
+    assert Image.open(tmp_path / "deep.png").mode in ("I;16", "I")  # really stored 16-bit
+
+    deep = np.asarray(load_image_rgb(tmp_path / "deep.png"), dtype=np.int16)
+    flat = np.asarray(load_image_rgb(tmp_path / "flat.png"), dtype=np.int16)
+    assert np.abs(deep - flat).max() <= 1
+    assert deep.min() == 0 and deep.max() >= 250  # the full range, not clipped to white
+
+
+def test_images_over_the_pixel_budget_are_reduced_or_refused_before_decoding(tmp_path):
+    Image.new("RGB", (400, 300), (200, 10, 10)).save(tmp_path / "big.png")
+    Image.new("RGB", (400, 300), (200, 10, 10)).save(tmp_path / "big.jpg", quality=90)
+
+    with pytest.raises(MediaDecodeError, match=r"400x300 = 0 MP, over the budget"):
+        load_image_rgb(tmp_path / "big.png", max_pixels=50_000)
+    reduced = load_image_rgb(tmp_path / "big.jpg", max_pixels=50_000)  # JPEG decodes at 1/8 scale
+    assert reduced.size[0] * reduced.size[1] <= 50_000 and reduced.getpixel((10, 10))[0] > 150
+    assert load_image_rgb(tmp_path / "big.png").size == (400, 300)  # within the default budget
+
+
+def test_long_audio_is_cut_to_max_seconds_with_a_warning(tmp_path, caplog):
+    t = np.arange(16000 * 5) / 16000
+    sf.write(tmp_path / "long.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 16000)
+
+    with caplog.at_level("WARNING", logger="cart_pipeline.core.media"):
+        wave = load_audio_mono(tmp_path / "long.wav", 16000, max_seconds=2)
+    assert wave.shape == (32000,)
+    assert "long.wav is 5 s long; only its first 2 s are used" in caplog.text
+    assert load_audio_mono(tmp_path / "long.wav", 16000, max_seconds=None).shape == (80000,)
+
+
 # ---------------------------------------------------------------- image encoder
 
 
@@ -167,6 +201,11 @@ def test_audio_encoder_on_shipped_items(audio_encoder, shipped_media):
 
 
 # ---------------------------------------------------------------- text encoder
+
+
+def test_over_length_texts_are_flagged(text_encoder):
+    flags = text_encoder.over_length(["A brown hen.", "hen " * 200, ""])
+    assert flags.tolist() == [False, True, False]
 
 
 def test_minilm_embeddings_and_all_hidden_states(text_encoder):

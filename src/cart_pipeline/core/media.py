@@ -7,11 +7,14 @@ and carry on with the others.
 
 from __future__ import annotations
 
+import logging
 from math import gcd
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
 
 
 class MediaDecodeError(ValueError):
@@ -44,31 +47,66 @@ def _require_file(kind: str, path: str | Path) -> None:
         raise MediaDecodeError(f"missing {kind} file {path}")
 
 
-def load_image_rgb(path: str | Path) -> Image.Image:
+# Pillow refuses images over ~179 MP as decompression bombs, but one just under that limit
+# still costs ~4 GB to decode. Encoders see 224 px: 40 MP is far more than any real photo needs.
+MAX_IMAGE_PIXELS = 40_000_000
+# Clip embeddings summarise a clip; an hour-long file would be decoded whole for nothing.
+MAX_AUDIO_SECONDS = 30.0
+
+
+def _high_bit_depth_to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grayscale ('I;16*', 'I', 'F') to 'L' by scaling, not clipping.
+
+    Pillow's own convert clips those modes at 255, so a 16-bit PNG turns almost white.
+    """
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode == "F" and values.size and np.nanmax(values) <= 1.0:
+        scaled = values * 255.0  # float images in [0, 1]
+    else:
+        scaled = values / 257.0  # 65535 -> 255, the 16-bit range of 'I;16' and PNG's 'I'
+    return Image.fromarray(np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
+
+
+def load_image_rgb(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Decode an image into RGB; transparent pixels are composited onto white.
 
     White, not black: the stamps are cut-outs meant to sit on a white page, and ImageNet
-    models see dark silhouettes very differently from the same object on white.
+    models see dark silhouettes very differently from the same object on white. An image over
+    ``max_pixels`` is decoded at a reduced size where the format can (JPEG) and refused
+    otherwise, before its pixels are decoded.
     """
     _require_file("image", path)
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                img.draft("RGB", (width // 8, height // 8))  # JPEG: decode at 1/2..1/8 scale
+                if img.size[0] * img.size[1] > max_pixels:
+                    raise MediaDecodeError(
+                        f"image {Path(path).name} is {width}x{height} = {width * height / 1e6:.0f} MP, "
+                        f"over the budget of {max_pixels / 1e6:.0f} MP"
+                    )
             img.load()  # decode now so a truncated file fails here, not later in a worker
             img = ImageOps.exif_transpose(img)  # photos carry their rotation in EXIF
+            if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+                img = _high_bit_depth_to_8bit(img)
             if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
                 rgba = img.convert("RGBA")
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 return Image.alpha_composite(white, rgba).convert("RGB")
             return img.convert("RGB")
+    except MediaDecodeError:
+        raise
     # third-party decoders raise anything (OSError, SyntaxError, struct.error, ...): any
     # failure here is a property of the file
     except Exception as err:
         raise _fail("image", path, err) from err
 
 
-def load_audio_mono(path: str | Path, sample_rate: int) -> np.ndarray:
+def load_audio_mono(path: str | Path, sample_rate: int, max_seconds: float | None = MAX_AUDIO_SECONDS) -> np.ndarray:
     """Decode audio to a mono float32 waveform at ``sample_rate`` (channels averaged).
 
+    Only the first ``max_seconds`` are decoded (None = all); a longer file is logged as cut.
     Rejects files with no samples, non-finite samples, or nothing but digital silence:
     none of them carries content an embedding could describe.
     """
@@ -76,9 +114,14 @@ def load_audio_mono(path: str | Path, sample_rate: int) -> np.ndarray:
 
     _require_file("audio", path)
     try:
-        signal, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
+        with sf.SoundFile(str(path)) as audio:
+            rate, frames = audio.samplerate, audio.frames
+            limit = frames if max_seconds is None else min(frames, int(max_seconds * rate))
+            signal = audio.read(limit, dtype="float32", always_2d=True)  # (n, channels)
     except Exception as err:
         raise _fail("audio", path, err) from err
+    if frames > limit:
+        logger.warning("audio %s is %.0f s long; only its first %.0f s are used (max_seconds)", Path(path).name, frames / rate, max_seconds)
     if signal.size == 0:
         raise MediaDecodeError(f"empty audio {Path(path).name}: no samples")
     mono = signal.mean(axis=1)  # (n,) the 'mix' downmix essentia's loader uses too

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-from cart_pipeline.core.media import load_audio_mono
+from cart_pipeline.core.media import MAX_AUDIO_SECONDS, load_audio_mono
 
 SAMPLE_RATE = 44100
 FRAME_SIZE, HOP_SIZE = 2048, 1024
@@ -186,7 +186,7 @@ class AiSfxAudioEncoder:
         self,
         checkpoint_path: str | Path | None = None,
         device: str = "cpu",
-        max_seconds: float | None = None,
+        max_seconds: float | None = MAX_AUDIO_SECONDS,
         max_blocks_per_forward: int = 256,
     ):
         path = (
@@ -203,12 +203,12 @@ class AiSfxAudioEncoder:
         net = fold_batchnorms(crossnet.embedding_net.eval())
         self.net = net.to(device, memory_format=torch.channels_last)
         self.device = device
-        self.max_samples = int(max_seconds * SAMPLE_RATE) if max_seconds else None
+        self.max_seconds = max_seconds  # None = the whole file
         self.max_blocks_per_forward = max_blocks_per_forward
 
     def load(self, path: str | Path) -> torch.Tensor:
         """Decode one file -> (n_blocks, 100, 96) spectrogram blocks (raises MediaDecodeError)."""
-        wave = load_audio_mono(path, SAMPLE_RATE)[: self.max_samples]
+        wave = load_audio_mono(path, SAMPLE_RATE, max_seconds=self.max_seconds)
         return spectrogram_blocks(log_mel_spectrogram(torch.from_numpy(wave)))
 
     @torch.inference_mode()

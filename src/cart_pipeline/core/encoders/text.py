@@ -62,6 +62,11 @@ class MiniLMTextEncoder:
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
 
+    def over_length(self, texts: list[str]) -> np.ndarray:
+        """(N,) bool: texts longer than ``max_length`` tokens, which the encoder cuts there."""
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]]
+        return np.asarray(lengths, dtype=np.int64) > self.max_length
+
     def forward_layers(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokenised batch -> (layers (B, S, T, H), mask (B, T) bool, True = real token)."""
         out = self.model(**batch, output_hidden_states=True)

@@ -59,6 +59,12 @@ def extract_candidate_features(
 
 def extract_query_features(queries: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     encoder = load_encoder(params["text_encoder"])
+    cut = queries.query_id[encoder.over_length(queries.text.tolist())]
+    if len(cut):
+        logger.warning(
+            "%d of %d query texts are longer than %d tokens and are cut there (text_encoder.max_length), e.g. %s",
+            len(cut), len(queries), encoder.max_length, ", ".join(map(str, cut.head(5))),
+        )
     started = time.perf_counter()
     embeddings = encoder.encode(queries.text.tolist(), progress=True)
     seconds = time.perf_counter() - started
