@@ -58,15 +58,14 @@ def validate_manifest(
     manifest: pd.DataFrame,
     dataset_root: Path,
     known_modalities: list[str],
-    max_rejected_share: float,
     check_media: bool = True,
     media_check: Callable[[Path, str], str | None] = media_problem,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split the manifest into (valid rows, rejected rows with a reason each).
 
     `row` in the rejects is the 1-based data row of the manifest file (header excluded).
-    Raises ManifestError for a missing column, or when more than `max_rejected_share` of
-    the rows are rejected (the message lists them).
+    Raises ManifestError for a missing column; whether the rejects are too many to go on is
+    :func:`check_rejected_share`'s call, made after the rejects are saved.
     """
     check_columns(manifest)
     manifest = manifest.reset_index(drop=True).copy()
@@ -104,16 +103,23 @@ def validate_manifest(
     )
     for _, r in rejected.iterrows():
         logger.warning("manifest row %d (item_id %r) rejected: %s", r.row, r.item_id, r.reason)
-    share = len(rejected) / max(len(manifest), 1)
-    if len(manifest) == 0 or share > max_rejected_share:
-        listing = "; ".join(f"row {r.row} ({r.item_id!r}): {r.reason}" for r in rejected.head(20).itertuples())
-        raise ManifestError(
-            f"{len(rejected)} of {len(manifest)} manifest rows rejected "
-            f"({share:.0%} > max_rejected_share {max_rejected_share:.0%}): {listing}"
-            + (" ..." if len(rejected) > 20 else "")
-        )
     valid = manifest.drop(index=list(reasons)).reset_index(drop=True)
     return valid, rejected
+
+
+def check_rejected_share(n_rows: int, rejected: pd.DataFrame, max_rejected_share: float) -> None:
+    """Raise ManifestError (listing the first rejects) for an empty manifest, or when more than
+    ``max_rejected_share`` of its ``n_rows`` rows were rejected."""
+    if n_rows == 0:
+        raise ManifestError("the manifest has no data rows (a header only): nothing to ingest")
+    share = len(rejected) / n_rows
+    if share > max_rejected_share:
+        listing = "; ".join(f"row {r.row} ({r.item_id!r}): {r.reason}" for r in rejected.head(20).itertuples())
+        raise ManifestError(
+            f"{len(rejected)} of {n_rows} manifest rows rejected "
+            f"({share:.0%} > max_rejected_share {max_rejected_share:.0%}; all of them are in rejected_items.csv): {listing}"
+            + (" ..." if len(rejected) > 20 else "")
+        )
 
 
 SPLITS = ("train", "validation", "test")

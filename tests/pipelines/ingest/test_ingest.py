@@ -10,7 +10,7 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from cart_pipeline.core.manifest import ManifestError, build_tables, split_of, validate_manifest
+from cart_pipeline.core.manifest import ManifestError, build_tables, check_rejected_share, split_of, validate_manifest
 from cart_pipeline.pipelines.ingest import create_pipeline
 
 KNOWN = ["image", "audio", "video"]
@@ -32,7 +32,9 @@ def small_dataset(tmp_path: Path, default_manifest: pd.DataFrame, default_datase
 
 
 def validate(rows: pd.DataFrame, root: Path, max_share: float = 0.5):
-    return validate_manifest(rows, root, KNOWN, max_rejected_share=max_share)
+    valid, rejected = validate_manifest(rows, root, KNOWN)
+    check_rejected_share(len(rows), rejected, max_share)
+    return valid, rejected
 
 
 def test_good_manifest_is_ingested_whole(small_dataset):
@@ -192,11 +194,13 @@ def test_extra_text_columns_become_extra_human_queries(small_dataset):
     assert len(queries) == 2 * len(rows)
 
 
-def test_ingest_pipeline_slice_with_sequential_runner(small_dataset):
-    root, rows = small_dataset
-    catalog = DataCatalog(
+def ingest_catalog(manifest: pd.DataFrame, root: Path, rejects: Path) -> DataCatalog:
+    from kedro_datasets.pandas import CSVDataset
+
+    return DataCatalog(
         {
-            "manifest": MemoryDataset(rows),
+            "manifest": MemoryDataset(manifest),
+            "rejected_items": CSVDataset(filepath=str(rejects), save_args={"index": False}),
             "params:ingest": MemoryDataset(
                 {
                     "split_seed": 5,
@@ -211,8 +215,31 @@ def test_ingest_pipeline_slice_with_sequential_runner(small_dataset):
             "params:dataset_root": MemoryDataset(str(root)),
         }
     )
+
+
+def test_ingest_pipeline_slice_with_sequential_runner(small_dataset, tmp_path):
+    root, rows = small_dataset
+    catalog = ingest_catalog(rows, root, tmp_path / "rejected_items.csv")
     SequentialRunner().run(create_pipeline(), catalog)
     candidates = catalog["candidates"].load()
     queries = catalog["queries"].load()
     assert len(candidates) == 12 and len(queries) == 12
     assert catalog["rejected_items"].load().empty
+
+
+def test_a_stopped_ingest_still_writes_this_runs_rejects(small_dataset, tmp_path):
+    root, rows = small_dataset
+    rejects = tmp_path / "rejected_items.csv"
+    rejects.write_text("row,item_id,reason\n")  # a previous run's file: "no rejects"
+    catalog = ingest_catalog(rows.assign(text=""), root, rejects)
+
+    with pytest.raises(ManifestError, match="12 of 12 manifest rows rejected"):
+        SequentialRunner().run(create_pipeline(), catalog)
+    written = pd.read_csv(rejects)
+    assert len(written) == 12 and (written.reason == "empty text").all()
+
+
+def test_a_header_only_manifest_says_so(small_dataset, tmp_path):
+    root, rows = small_dataset
+    with pytest.raises(ManifestError, match="no data rows"):
+        SequentialRunner().run(create_pipeline(), ingest_catalog(rows.head(0), root, tmp_path / "rejects.csv"))

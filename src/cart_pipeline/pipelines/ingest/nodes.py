@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from cart_pipeline.core.manifest import build_tables, validate_manifest
+from cart_pipeline.core.manifest import build_tables, check_rejected_share, validate_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -18,14 +18,17 @@ def validate(manifest: pd.DataFrame, params: dict[str, Any], dataset_root: str) 
         manifest,
         dataset_root=Path(dataset_root),
         known_modalities=list(params["known_modalities"]),
-        max_rejected_share=float(params["max_rejected_share"]),
         check_media=bool(params.get("check_media_decodes", True)),
     )
     logger.info("manifest: %d rows valid, %d rejected", len(valid), len(rejected))
     return valid, rejected
 
 
-def build_candidates_and_queries(valid_manifest: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def build_candidates_and_queries(
+    valid_manifest: pd.DataFrame, rejected_items: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    # checked here, not in `validate`: the rejects of this run are saved before the run stops
+    check_rejected_share(len(valid_manifest) + len(rejected_items), rejected_items, float(params["max_rejected_share"]))
     candidates, queries = build_tables(
         valid_manifest,
         seed=int(params["split_seed"]),
