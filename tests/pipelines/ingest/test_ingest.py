@@ -10,7 +10,13 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from cart_pipeline.core.manifest import ManifestError, build_tables, check_rejected_share, split_of, validate_manifest
+from cart_pipeline.core.manifest import (
+    ManifestError,
+    build_tables,
+    check_rejected_share,
+    split_of,
+    validate_manifest,
+)
 from cart_pipeline.pipelines.ingest import create_pipeline
 
 KNOWN = ["image", "audio", "video"]
