@@ -53,16 +53,29 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
 
     def load(self) -> dict:
         path = get_filepath_str(self._get_load_path(), self._protocol)
-        with self._fs.open(path, "rb") as stream:
-            return torch.load(stream, map_location="cpu", weights_only=True)
+        try:
+            with self._fs.open(path, "rb") as stream:
+                return torch.load(stream, map_location="cpu", weights_only=True)
+        except Exception as error:  # a truncated zip, a planted pickle, a permission problem...
+            raise DatasetError(
+                f"checkpoint {path} cannot be loaded: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+            ) from error
 
     def save(self, data: dict) -> None:
         if not isinstance(data, dict):
             raise DatasetError(f"expected a checkpoint dict, got {type(data).__name__}")
         path = get_filepath_str(self._get_save_path(), self._protocol)
         self._fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
-        with self._fs.open(path, "wb") as stream:
-            torch.save(data, stream)
+        # written beside the final name, then renamed: a crash mid-save leaves no file that
+        # the latest-version lookup (a glob on the final name) would pick up
+        partial = f"{path}.partial"
+        try:
+            with self._fs.open(partial, "wb") as stream:
+                torch.save(data, stream)
+            self._fs.mv(partial, path)
+        finally:
+            if self._fs.exists(partial):
+                self._fs.rm(partial)
         self._invalidate_cache()
 
     def _exists(self) -> bool:
