@@ -1,8 +1,8 @@
 """Project settings (Kedro defaults apart from the hooks)."""
 
-from cart_pipeline.hooks import TorchThreadsHook
+from cart_pipeline.hooks import InterruptedRunsHook, TorchThreadsHook
 
-HOOKS = (TorchThreadsHook(),)
+HOOKS = (TorchThreadsHook(), InterruptedRunsHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

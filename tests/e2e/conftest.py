@@ -26,7 +26,7 @@ FAST_PARAMS = ",".join(
         "decoder_training.n_layers=2",
         "decoder_training.n_heads=2",
         "rqvae_quantization.epochs=5",
-        "evaluation.dual_tower.epochs=3",
+        "dual_tower.epochs=3",
         "evaluation.report_examples=4",
     ]
 )
