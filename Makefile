@@ -12,7 +12,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run test viz viz-build mlflow-ui ablations seeds benchmark dataset lint clean-data
+.PHONY: install run resume test viz viz-build mlflow-ui ablations seeds benchmark dataset lint clean-data
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml
 ## The main job: the whole default pipeline on the shipped dataset.
 run: install
 	$(BIN)/kedro run
+
+## Finish the newest `kedro run` that was interrupted or failed: only its unfinished nodes.
+resume: install
+	$(BIN)/kedro resume
 
 ## The test suite (unit, pipeline slices, one end-to-end `kedro run`, `kedro viz build`).
 test: install

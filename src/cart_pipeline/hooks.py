@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import socket
+from pathlib import Path
 
 import torch
 from kedro.framework.hooks import hook_impl
+from kedro.io import MemoryDataset
 
 logger = logging.getLogger(__name__)
+
+JOURNAL_FOLDER = Path("data/09_tracking/runs")  # one record per `kedro run` (RunJournalHook)
+RESUMES_ENV = "CART_RESUMES"  # set by `kedro resume`: the session id of the run it completes
 
 
 class TorchThreadsHook:
@@ -96,12 +102,14 @@ class InterruptedRunsHook:
         stale = client.search_runs(experiments, filter_string=f"attributes.status = 'RUNNING' and tags.host = '{host}'")
         for run in stale:
             pid = int(run.data.tags.get("pid", "0"))
-            if pid and pid != os.getpid() and not _process_alive(pid):
+            if pid and pid != os.getpid() and not process_alive(pid):
                 client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
                 logger.warning("MLflow run %s (pid %d) was killed mid-run; marked KILLED", run.info.run_id, pid)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -109,3 +117,94 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+class RunJournalHook:
+    """Writes, for every `kedro run`, which nodes it was asked to run and which finished.
+
+    One JSON file per run under ``data/09_tracking/runs/<session id>.json``, rewritten
+    atomically after every node, so even a SIGKILL leaves an exact record. `kedro resume`
+    (:mod:`cart_pipeline.resume`) reads the newest one and runs precisely the nodes that did
+    not finish, with the same parameters: the outputs of finished nodes are on disk, and every
+    node downstream of an unfinished one is itself unfinished, so nothing stale is reused.
+    """
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+        self._entry: dict = {}
+        self._unsaved: set[str] = set()
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._project = Path(context.project_path)
+        self._conf_source = str(getattr(context.config_loader, "conf_source", "") or "") or None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        session_id = run_params["run_id"]
+        self._path = self._project / JOURNAL_FOLDER / f"{session_id}.json"
+        self._entry = {
+            "session_id": session_id,
+            "status": "running",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "resumes": os.environ.get(RESUMES_ENV) or None,
+            "env": run_params.get("env"),
+            "conf_source": self._conf_source,
+            "pipeline_names": list(run_params.get("pipeline_names") or []),
+            "runtime_params": run_params.get("runtime_params") or {},
+            "nodes": [node.name for node in pipeline.nodes],  # topological order
+            "graph": {node.name: {"inputs": node.inputs, "outputs": node.outputs} for node in pipeline.nodes},
+            # outputs that live only in memory: a resume must rerun their producers
+            "ephemeral": sorted(
+                name
+                for node in pipeline.nodes
+                for name in node.outputs
+                if isinstance(catalog.get(name), (MemoryDataset, type(None)))
+            ),
+            "done": [],
+            "running": None,
+        }
+        self._write()
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        self._entry["running"] = node.name
+        self._unsaved = set(node.outputs)
+        self._write()
+
+    # Kedro calls after_node_run *before* it saves the node's outputs: a node is done only once
+    # its last output is saved (a kill mid-save must leave it unfinished).
+    @hook_impl
+    def after_node_run(self, node) -> None:
+        if not node.outputs:
+            self._done(node)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, node) -> None:
+        self._unsaved.discard(dataset_name)
+        if not self._unsaved and self._entry.get("running") == node.name:
+            self._done(node)
+
+    def _done(self, node) -> None:
+        self._entry["done"].append(node.name)
+        self._entry["running"] = None
+        self._write()
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._entry["status"] = "finished"
+        self._write()
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception) -> None:
+        self._entry.update(status="failed", error=f"{type(error).__name__}: {error}"[:1000])
+        self._write()
+
+    def _write(self) -> None:
+        if self._path is None:
+            return
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self._path.with_name(self._path.name + ".partial")
+        partial.write_text(json.dumps(self._entry, indent=1, default=str))
+        os.replace(partial, self._path)

@@ -7,8 +7,10 @@
 The artifacts are read through the project's Kedro catalog, so `--version` is a Kedro save
 version (the timestamp folder under data/06_models/<modality>/cart_decoder.pt/) and `--run-id`
 an MLflow run of a `kedro run` (kedro-mlflow tags it with the Kedro session id, `run_id`,
-which is the save version of everything that run wrote). Inference is the evaluation stage's
-own code path (:class:`cart_pipeline.core.retrieval.cart.CartIndex`).
+which is the save version of everything that run wrote). By default each modality serves the
+decoder version the newest metrics.json evaluated (``Retriever.versions``), so the index you
+query is the one whose numbers you read. Inference is the evaluation stage's own code path
+(:class:`cart_pipeline.core.retrieval.cart.CartIndex`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class Retriever:
 
     def __init__(self, indexes: dict, items: pd.DataFrame, load_seconds: float = 0.0):
         self.indexes = indexes  # modality -> CartIndex
+        self.versions = {m: index.version for m, index in indexes.items()}  # modality -> save version
         self.items = items.set_index("item_id")
         self.load_seconds = load_seconds
 
@@ -110,6 +113,10 @@ class Retriever:
         if unknown:
             raise SearchError(f"unknown modality {sorted(unknown)}; this project indexes {params.get('modalities')}")
 
+        # By default serve the decoders the newest metrics.json measured, not merely the newest
+        # saved ones: a run killed after training but before evaluation leaves a newer decoder
+        # that nothing has measured, and the numbers a user reads must be the index they query.
+        evaluated = catalog.load("metrics").get("models", {}) if version is None and catalog.exists("metrics") else {}
         checkpoints = {}
         for modality in wanted:
             name = f"{modality}.cart_decoder"
@@ -119,10 +126,21 @@ class Retriever:
                     "Build it with `make run` (or `kedro run`), or just this index with "
                     f"`kedro run --namespaces {modality}`."
                 )
+            wanted_version = version or evaluated.get(modality, {}).get("cart_decoder")
+            if version is None:
+                newest = catalog.get(name).resolve_load_version()
+                if wanted_version is None:
+                    logger.warning("%s: no evaluation recorded; serving the newest version %s", name, newest)
+                elif newest != wanted_version:
+                    logger.warning(
+                        "%s: serving version %s, the one the newest metrics.json measured; the newer "
+                        "version %s was never evaluated (an interrupted run? finish it with `kedro resume`)",
+                        name, wanted_version, newest,
+                    )
             try:
-                checkpoint = catalog.load(name, version=version)
+                checkpoint = catalog.load(name, version=wanted_version)
             except (DatasetError, VersionNotFoundError) as error:
-                raise SearchError(f"cannot load version {version!r} of {name}: {error}") from None
+                raise SearchError(f"cannot load version {wanted_version!r} of {name}: {error}") from None
             checkpoints[modality] = checkpoint
         text_encoder = load_encoder(params["feature_extraction"]["text_encoder"])
         indexes = {m: CartIndex.from_checkpoint(c, text_encoder) for m, c in checkpoints.items()}
@@ -227,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(f"  {row.rank:>3}  {row.modality:<6} {row.score:9.3f}  {row.item_id:<45} {row.description}  [{row.media_path}]")  # noqa: T201
     if args.verbose:
+        served = ", ".join(f"{m} {v}" for m, v in retriever.versions.items())
+        print(f"decoder versions: {served}", file=sys.stderr)  # noqa: T201
         print(f"loaded in {retriever.load_seconds:.2f} s; {len(queries)} queries in {seconds:.3f} s ({1000 * seconds / len(queries):.1f} ms/query)", file=sys.stderr)  # noqa: T201
     return 0
 

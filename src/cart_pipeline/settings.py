@@ -1,8 +1,8 @@
 """Project settings (Kedro defaults apart from the hooks)."""
 
-from cart_pipeline.hooks import InterruptedRunsHook, TorchThreadsHook
+from cart_pipeline.hooks import InterruptedRunsHook, RunJournalHook, TorchThreadsHook
 
-HOOKS = (TorchThreadsHook(), InterruptedRunsHook())
+HOOKS = (TorchThreadsHook(), InterruptedRunsHook(), RunJournalHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cart_pipeline.core import media
+from cart_pipeline.core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ REQUIRED_COLUMNS = ("item_id", "modality", "media_path", "text")
 REJECT_COLUMNS = ["row", "item_id", "reason"]
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """The manifest cannot be ingested as a whole (missing columns, too many bad rows)."""
 
 

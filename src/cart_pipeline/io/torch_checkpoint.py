@@ -2,7 +2,8 @@
 
 Checkpoints in this project are plain dicts (config, vocabulary, ids, state_dict), so the
 safe unpickler needs no allow-list; a checkpoint that needs one fails loudly instead of
-executing arbitrary code.
+executing arbitrary code. The loaded dict carries the version it was read from
+(``saved_version``), so an evaluation can record exactly which model it measured.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from kedro.io.core import (
     get_protocol_and_path,
 )
 
+from cart_pipeline.io.atomic import AtomicSaves
 
-class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
+
+class TorchCheckpointDataset(AtomicSaves, AbstractVersionedDataset[dict, dict]):
     """Saves a checkpoint dict with ``torch.save``; loads it with ``weights_only=True``.
 
     Example catalog entry::
@@ -55,27 +58,21 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
         path = get_filepath_str(self._get_load_path(), self._protocol)
         try:
             with self._fs.open(path, "rb") as stream:
-                return torch.load(stream, map_location="cpu", weights_only=True)
+                checkpoint = torch.load(stream, map_location="cpu", weights_only=True)
         except Exception as error:  # a truncated zip, a planted pickle, a permission problem...
             raise DatasetError(
                 f"checkpoint {path} cannot be loaded: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
             ) from error
+        return {**checkpoint, "saved_version": self.resolve_load_version()}
 
     def save(self, data: dict) -> None:
         if not isinstance(data, dict):
             raise DatasetError(f"expected a checkpoint dict, got {type(data).__name__}")
         path = get_filepath_str(self._get_save_path(), self._protocol)
         self._fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
-        # written beside the final name, then renamed: a crash mid-save leaves no file that
-        # the latest-version lookup (a glob on the final name) would pick up
-        partial = f"{path}.partial"
-        try:
-            with self._fs.open(partial, "wb") as stream:
-                torch.save(data, stream)
-            self._fs.mv(partial, path)
-        finally:
-            if self._fs.exists(partial):
-                self._fs.rm(partial)
+        data = {k: v for k, v in data.items() if k != "saved_version"}  # where it is read from
+        with self._fs.open(path, "wb") as stream:  # atomic: see cart_pipeline.io.atomic
+            torch.save(data, stream)
         self._invalidate_cache()
 
     def _exists(self) -> bool:

@@ -28,12 +28,14 @@ class CartIndex:
     item_ids: np.ndarray  # (N,) item id of each identifier row
     text_encoder: object  # has .encode_layers(texts) -> (B, S, T, H), (B, T)
     metadata: dict = field(default_factory=dict)
+    version: str | None = None  # the Kedro save version of the checkpoint, when it came from one
 
     @classmethod
     def from_checkpoint(cls, checkpoint: dict, text_encoder) -> CartIndex:
         decoder, extra = decoder_from_checkpoint(checkpoint)
         identifiers = torch.as_tensor(extra["identifiers"], dtype=torch.long)
-        return cls(decoder, IdentifierTrie.from_tokens(identifiers), np.asarray(extra["item_ids"], dtype=object), text_encoder, extra)
+        item_ids = np.asarray(extra["item_ids"], dtype=object)
+        return cls(decoder, IdentifierTrie.from_tokens(identifiers), item_ids, text_encoder, extra, checkpoint.get("saved_version"))
 
     @torch.inference_mode()
     def search(

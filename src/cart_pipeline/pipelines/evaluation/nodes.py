@@ -42,6 +42,7 @@ from cart_pipeline.pipelines.tracking import log_metrics
 logger = logging.getLogger(__name__)
 SYSTEMS = ("cart", "cart_rerank", "dual_tower", "pair_lookup")
 BASELINES = ("dual_tower", "pair_lookup")
+MODEL_OF_SYSTEM = {"cart_decoder": "cart", "dual_tower": "dual_tower"}  # catalog name -> system
 
 
 def heldout_queries(queries: pd.DataFrame, corpus_item_ids, split: str = "test") -> pd.DataFrame:
@@ -65,7 +66,7 @@ def rank_with_cart(
         batch_size=int(params["batch_size"]),
         renormalise=params["trie_renormalise"],
     )
-    info = {**_throughput(len(test), timing), "validation": index.metadata.get("validation", {})}
+    info = {**_throughput(len(test), timing), "validation": index.metadata.get("validation", {}), "model_version": index.version}
     return rankings_frame(test.query_id.tolist(), index.item_ids, top, scores), info
 
 
@@ -97,7 +98,8 @@ def rank_with_dual_tower(
     rankings = pd.concat(frames, ignore_index=True) if frames else rankings_frame([], item_ids, np.zeros((0, 0), np.int64), np.zeros((0, 0)))
     selected = max(dual_tower.get("history") or [{}], key=lambda h: h.get("val_mrr10", -1.0))
     validation = {k.removeprefix("val_"): v for k, v in selected.items() if k.startswith("val_")}
-    return rankings, {**_throughput(len(test), {"encode_s": encode_s, "decode_s": search_s}), "validation": validation}
+    timing = _throughput(len(test), {"encode_s": encode_s, "decode_s": search_s})
+    return rankings, {**timing, "validation": validation, "model_version": dual_tower.get("saved_version")}
 
 
 def rank_with_pair_lookup(
@@ -184,7 +186,8 @@ def evaluate_modality(
     result: dict[str, Any] = {"modality": modality, "corpus_size": int(len(semantic_ids)), "systems": {}, "comparisons": {}}
     ranks: dict[str, dict[str, np.ndarray]] = {}
     for system in SYSTEMS:
-        rankings, info = systems[f"{system}_rankings"], systems[f"{system}_timing"]
+        rankings, info = systems[f"{system}_rankings"], dict(systems[f"{system}_timing"])
+        info.pop("model_version", None)  # recorded once, in result["models"]
         ranks[system] = {kind: relevant_ranks(rankings, relevant, depth).loc[test.query_id].to_numpy() for kind, relevant in relevance.items()}
         metrics = {
             **metrics_from_ranks(ranks[system]["strict"], n_boot, seed),
@@ -197,6 +200,8 @@ def evaluate_modality(
         log_metrics(metrics["same_description"], prefix=f"{modality}.{system}.same_description.")
         logger.info("%s %s: %s", modality, system, {k: round(metrics[k], 3) for k in ("R@1", "R@5", "R@10", "MRR@10")})
     result["query_ids"] = test.query_id.tolist()
+    # which saved models these numbers measure: `cart-search` serves exactly these
+    result["models"] = {name: systems[f"{system}_timing"].get("model_version") for name, system in MODEL_OF_SYSTEM.items()}
     result["comparisons"] = comparisons({s: r["strict"] for s, r in ranks.items()}, n_boot, seed)
     return result
 
@@ -239,6 +244,7 @@ def summarise(
     config = run_config(id_variant, identifier_space, decoder, captioning, evaluation, seed, run_label)
     n_boot = int(evaluation["bootstrap_samples"])
     metrics: dict[str, Any] = {"systems": list(SYSTEMS), "by_modality": {}, "overall": {}, "comparisons": {}, "config": config}
+    metrics["models"] = {e["modality"]: e["models"] for e in evaluations}
     for e in evaluations:
         metrics["by_modality"][e["modality"]] = {s: e["systems"][s]["metrics"] for s in SYSTEMS}
         metrics["comparisons"][e["modality"]] = e["comparisons"]

@@ -1,0 +1,75 @@
+"""Saves that are all or nothing: the file appears under its final name only once complete.
+
+Kedro finds a versioned dataset's newest version by globbing its final file name, and an
+unversioned one is simply overwritten; a process killed mid-write would otherwise leave a
+truncated file that the next run or `cart-search` loads as if it were whole. Every write here
+goes to ``<path>.partial`` beside the final name and is renamed into place on a clean close
+(a rename within one folder is atomic on POSIX filesystems).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kedro_datasets.json import JSONDataset as _JSONDataset
+from kedro_datasets.pandas import CSVDataset as _CSVDataset
+from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
+
+PARTIAL_SUFFIX = ".partial"
+
+
+class AtomicWrites:
+    """An fsspec filesystem whose write-mode ``open`` writes beside the target, then renames."""
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "fs":  # not set yet: an object being copied (Kedro deep-copies datasets)
+            raise AttributeError(name)
+        return getattr(self.fs, name)
+
+    @contextmanager
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Iterator[Any]:
+        if not any(flag in mode for flag in "wax"):
+            with self.fs.open(path, mode, **kwargs) as stream:
+                yield stream
+            return
+        partial = f"{path}{PARTIAL_SUFFIX}"
+        try:
+            with self.fs.open(partial, mode, **kwargs) as stream:
+                yield stream
+            self.fs.mv(partial, path)
+        finally:
+            if self.fs.exists(partial):
+                self.fs.rm(partial)
+
+
+class AtomicSaves:
+    """Mixin for an fsspec-based Kedro dataset: its ``_fs`` writes through :class:`AtomicWrites`.
+
+    A property, not an ``__init__`` override, so the dataset's own constructor (and Kedro's
+    record of its arguments) stay exactly those of the kedro-datasets class.
+    """
+
+    @property
+    def _fs(self) -> AtomicWrites:
+        return self._atomic_fs
+
+    @_fs.setter
+    def _fs(self, fs: Any) -> None:
+        self._atomic_fs = fs if isinstance(fs, AtomicWrites) else AtomicWrites(fs)
+
+
+class ParquetDataset(AtomicSaves, _ParquetDataset):
+    """kedro-datasets' ``pandas.ParquetDataset``, saved atomically."""
+
+
+class CSVDataset(AtomicSaves, _CSVDataset):
+    """kedro-datasets' ``pandas.CSVDataset``, saved atomically."""
+
+
+class JSONDataset(AtomicSaves, _JSONDataset):
+    """kedro-datasets' ``json.JSONDataset``, saved atomically."""
