@@ -34,8 +34,8 @@ run: install
 resume: install
 	$(BIN)/kedro resume
 
-## The test suite (unit, pipeline slices, one end-to-end `kedro run`, `kedro viz build`).
-test: install
+## The test suite (lint, unit, pipeline slices, end-to-end `kedro run`s, `kedro viz build`).
+test: install lint
 	$(BIN)/python -m pytest
 
 viz: install
@@ -65,6 +65,7 @@ dataset: install
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 clean-data:
 	find data -mindepth 1 -maxdepth 1 -not -name 01_raw -exec rm -rf {} +

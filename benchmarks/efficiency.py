@@ -704,7 +704,9 @@ def write_markdown(df, build, text_rows, meta, path: Path) -> dict:
     ]
     for n in sizes:
         r = b.loc[n]
-        hn = optional_cell(r, "hnsw_build_s", lambda v, r=r: f"{v:.0f} ({int(r['hnsw_ef_construction'])})")
+        hn = optional_cell(
+            r, "hnsw_build_s", lambda v, r=r: f"{v:.0f} ({int(r['hnsw_ef_construction'])})"
+        )
         lines.append(
             f"| {fmt_n(n)} | {r['cart_kmeans_s']:.1f} ({int(r['cart_n_clusters'])}) | {r['cart_rqvae_s']:.1f} | "
             f"{r['cart_ids_s']:.1f} | {r['cart_trie_s']:.2f} | {r['cart_total_s']:.0f} | "

@@ -356,7 +356,9 @@ def write_manifest(rows: list[ManifestRow], path: Path) -> None:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(MANIFEST_COLUMNS)
         for row in sorted(rows, key=lambda r: r.item_id):
-            writer.writerow([row.item_id, row.modality, row.media_path, row.text, row.category, row.group])
+            writer.writerow(
+                [row.item_id, row.modality, row.media_path, row.text, row.category, row.group]
+            )
 
 
 def write_notice(
@@ -448,13 +450,21 @@ def build(out: Path, deb: Path | None, max_side: int, target_rate: int, max_seco
             if stamp.png or stamp.svg:
                 media = f"images/{stamp.key}.jpg"
                 sources[build_image(stamp, out / media, max_side)] += 1
-                rows.append(ManifestRow(f"image:{stamp.key}", "image", media, text, stamp.category, stamp.key))
+                rows.append(
+                    ManifestRow(
+                        f"image:{stamp.key}", "image", media, text, stamp.category, stamp.key
+                    )
+                )
             else:
                 skipped.append(f"{stamp.key}: no .png/.svg image (image item skipped)")
             if stamp.ogg:
                 media = f"audio/{stamp.key}.ogg"
                 sources[build_audio(stamp.ogg, out / media, target_rate, max_seconds)] += 1
-                rows.append(ManifestRow(f"audio:{stamp.key}", "audio", media, text, stamp.category, stamp.key))
+                rows.append(
+                    ManifestRow(
+                        f"audio:{stamp.key}", "audio", media, text, stamp.category, stamp.key
+                    )
+                )
             if index % 100 == 0 or index == len(stamps):
                 LOG.info("Processed %d/%d stamps (%d items)", index, len(stamps), len(rows))
 

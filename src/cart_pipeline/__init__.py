@@ -1,4 +1,3 @@
-"""cart-pipeline
-"""
+"""cart-pipeline"""
 
 __version__ = "0.1"

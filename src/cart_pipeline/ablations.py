@@ -56,8 +56,13 @@ def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
                     {
                         "variant": label if system == "cart" else system,
                         "modality": group,
-                        **{k: values[k] for k in ("R@1", "R@5", "R@10", "MRR@10", "median_rank", "n_queries")},
-                        "paper_flickr30k_R@1": VARIANTS.get(label, (None, None))[1] if system == "cart" else PAPER_BASELINES.get(system),
+                        **{
+                            k: values[k]
+                            for k in ("R@1", "R@5", "R@10", "MRR@10", "median_rank", "n_queries")
+                        },
+                        "paper_flickr30k_R@1": VARIANTS.get(label, (None, None))[1]
+                        if system == "cart"
+                        else PAPER_BASELINES.get(system),
                     }
                 )
     return pd.DataFrame(rows)
@@ -70,13 +75,17 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = list(dict.fromkeys(table.modality))
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(4.5 * len(groups), 3.8), sharey=True, squeeze=False
+    )
     for ax, group in zip(axes[0], groups, strict=True):
         part = table[table.modality == group]
         x = np.arange(len(part))
         for offset, metric, alpha in ((-0.2, "R@1", 1.0), (0.2, "R@10", 0.45)):
             colours = ["tab:blue" if v in VARIANTS else "tab:gray" for v in part.variant]
-            bars = ax.bar(x + offset, part[metric], width=0.4, color=colours, alpha=alpha, label=metric)
+            bars = ax.bar(
+                x + offset, part[metric], width=0.4, color=colours, alpha=alpha, label=metric
+            )
             ax.bar_label(bars, fmt="%.2f", fontsize=6)
         ax.set_xticks(x, part.variant)
         ax.set_title(f"{group} (n={part.n_queries.iloc[0]})")
@@ -88,12 +97,20 @@ def plot(table: pd.DataFrame, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--project", type=Path, default=Path.cwd())
-    parser.add_argument("--params", default="", help="extra kedro --params for every run, e.g. decoder_training.epochs=5")
     parser.add_argument(
-        "--report-only", action="store_true", help="rebuild the comparison from the saved metrics of earlier runs"
+        "--params",
+        default="",
+        help="extra kedro --params for every run, e.g. decoder_training.epochs=5",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the comparison from the saved metrics of earlier runs",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -106,10 +123,14 @@ def main(argv: list[str] | None = None) -> int:
         # should be those of the default configuration, not of the last ablation
         for label in sorted(args.variants, key=lambda label: label == "cart"):
             started = time.perf_counter()
-            overrides = ",".join(p for p in (VARIANTS[label][0], f"run_label={label}", args.params) if p)
+            overrides = ",".join(
+                p for p in (VARIANTS[label][0], f"run_label={label}", args.params) if p
+            )
             kedro(project, "--pipelines", VARIANT_STAGES, "--params", overrides)
             r1 = saved_metrics(project)[-1]["overall"]["cart"]["R@1"]
-            logger.info("%s done in %.0f s: overall R@1 %.3f", label, time.perf_counter() - started, r1)
+            logger.info(
+                "%s done in %.0f s: overall R@1 %.3f", label, time.perf_counter() - started, r1
+            )
     results = latest_by_label(project, args.variants)
 
     out = project / "data/08_reporting/ablations"

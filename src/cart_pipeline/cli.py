@@ -55,7 +55,9 @@ def _run_reporting_errors(run: Callable[[], Any], verbose: bool) -> None:
             raise
         click.secho(f"Error: {message}", fg="red", err=True)
         if isinstance(error, RunInterrupted):
-            click.echo("Finish the run with `kedro resume`: it runs only what did not finish.", err=True)
+            click.echo(
+                "Finish the run with `kedro resume`: it runs only what did not finish.", err=True
+            )
         elif not isinstance(error, ResumeError):
             click.echo("Once fixed, `kedro resume` runs only what did not finish.", err=True)
         sys.exit(1)

@@ -34,7 +34,6 @@ class TorchThreadsHook:
             logger.info("torch uses %d threads", int(threads))
 
 
-
 class RunInterrupted(Exception):  # noqa: N818 - it is what happened, not an error in the code
     """SIGINT or SIGTERM arrived during a `kedro run`."""
 
@@ -61,7 +60,9 @@ class InterruptedRunsHook:
     def before_pipeline_run(self) -> None:
         self._tagged = False
         try:
-            self._previous = {sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+            self._previous = {
+                sig: signal.signal(sig, self._interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
+            }
         except ValueError:  # not the main thread (e.g. a session driven from a worker thread)
             self._previous = {}
         self._mark_dead_runs_killed()
@@ -99,12 +100,16 @@ class InterruptedRunsHook:
         if not experiments:
             return
         host = socket.gethostname()
-        stale = client.search_runs(experiments, filter_string=f"attributes.status = 'RUNNING' and tags.host = '{host}'")
+        stale = client.search_runs(
+            experiments, filter_string=f"attributes.status = 'RUNNING' and tags.host = '{host}'"
+        )
         for run in stale:
             pid = int(run.data.tags.get("pid", "0"))
             if pid and pid != os.getpid() and not process_alive(pid):
                 client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
-                logger.warning("MLflow run %s (pid %d) was killed mid-run; marked KILLED", run.info.run_id, pid)
+                logger.warning(
+                    "MLflow run %s (pid %d) was killed mid-run; marked KILLED", run.info.run_id, pid
+                )
 
 
 def process_alive(pid: int) -> bool:
@@ -154,7 +159,10 @@ class RunJournalHook:
             "pipeline_names": list(run_params.get("pipeline_names") or []),
             "runtime_params": run_params.get("runtime_params") or {},
             "nodes": [node.name for node in pipeline.nodes],  # topological order
-            "graph": {node.name: {"inputs": node.inputs, "outputs": node.outputs} for node in pipeline.nodes},
+            "graph": {
+                node.name: {"inputs": node.inputs, "outputs": node.outputs}
+                for node in pipeline.nodes
+            },
             # outputs that live only in memory: a resume must rerun their producers
             "ephemeral": sorted(
                 name

@@ -65,7 +65,12 @@ def lever_table(results: dict[str, dict]) -> pd.DataFrame:
                 values = systems.get(system)
                 if values is None:
                     continue
-                row = {"lever": name, "modality": modality, "system": system, "val MRR@10": values.get("validation", {}).get("mrr10")}
+                row = {
+                    "lever": name,
+                    "modality": modality,
+                    "system": system,
+                    "val MRR@10": values.get("validation", {}).get("mrr10"),
+                }
                 for metric in METRICS:
                     lo, hi = values[f"{metric}_ci95"]
                     row[metric] = values[metric]
@@ -76,11 +81,17 @@ def lever_table(results: dict[str, dict]) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
     parser.add_argument("--project", type=Path, default=Path.cwd())
-    parser.add_argument("--params", default="", help="extra kedro --params for every run (e.g. a new baseline)")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the table from the saved runs")
+    parser.add_argument(
+        "--params", default="", help="extra kedro --params for every run (e.g. a new baseline)"
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="rebuild the table from the saved runs"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     project = args.project.resolve()
@@ -89,9 +100,13 @@ def main(argv: list[str] | None = None) -> int:
             kedro(project, "--pipelines", "ingest,feature_extraction")
         # `base` last: the project's newest artifacts are then the defaults' (cart-search)
         for name in sorted(args.levers, key=lambda n: n == "base"):
-            params = ",".join(p for p in (args.params, LEVERS[name], f"run_label=lever-{name}") if p)
+            params = ",".join(
+                p for p in (args.params, LEVERS[name], f"run_label=lever-{name}") if p
+            )
             kedro(project, "--pipelines", STAGES, "--params", params)
-    results = latest_by(project, [f"lever-{n}" for n in args.levers], lambda m: m["config"].get("run_label"))
+    results = latest_by(
+        project, [f"lever-{n}" for n in args.levers], lambda m: m["config"].get("run_label")
+    )
     table = lever_table({name.removeprefix("lever-"): m for name, m in results.items()})
     out = project / "data/08_reporting/levers"
     out.mkdir(parents=True, exist_ok=True)

@@ -42,12 +42,18 @@ def journal(project: Path) -> list[dict]:
 def plan_resume(project: Path) -> ResumePlan:
     runs = journal(project)
     if not runs:
-        raise ResumeError(f"no run recorded in {JOURNAL_FOLDER}: nothing to resume; start one with `kedro run`")
+        raise ResumeError(
+            f"no run recorded in {JOURNAL_FOLDER}: nothing to resume; start one with `kedro run`"
+        )
     last = runs[-1]
     name = f"the last run ({last['session_id']})"
     if last["status"] == "finished":
         raise ResumeError(f"nothing to resume: {name} finished")
-    if last["status"] == "running" and last.get("host") == socket.gethostname() and process_alive(int(last.get("pid", 0))):
+    if (
+        last["status"] == "running"
+        and last.get("host") == socket.gethostname()
+        and process_alive(int(last.get("pid", 0)))
+    ):
         raise ResumeError(f"{name} is still running (pid {last['pid']})")
     unfinished = unfinished_nodes(last)
     if not unfinished:  # killed between its last node and the end of the run

@@ -39,7 +39,9 @@ def latest_by(project: Path, keys: list, key_of) -> dict:
     latest = {key_of(m): m for m in saved_metrics(project)}
     missing = [k for k in keys if k not in latest]
     if missing:
-        raise FileNotFoundError(f"no saved metrics.json for {missing}; run them first (without --report-only)")
+        raise FileNotFoundError(
+            f"no saved metrics.json for {missing}; run them first (without --report-only)"
+        )
     return {k: latest[k] for k in keys}
 
 
@@ -50,5 +52,7 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
         return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)
+    ]
     return "\n".join(lines) + "\n"

@@ -62,7 +62,9 @@ def _version_of_run(project: Path, run_id: str) -> str:
         raise SearchError(f"unknown MLflow run id {run_id!r}: {error}") from None
     version = run.data.tags.get("run_id")  # the Kedro session id = its save version
     if not version:
-        raise SearchError(f"MLflow run {run_id} has no Kedro `run_id` tag (was it a `kedro run` of this project?)")
+        raise SearchError(
+            f"MLflow run {run_id} has no Kedro `run_id` tag (was it a `kedro run` of this project?)"
+        )
     return version
 
 
@@ -71,7 +73,9 @@ class Retriever:
 
     def __init__(self, indexes: dict, items: pd.DataFrame, load_seconds: float = 0.0):
         self.indexes = indexes  # modality -> CartIndex
-        self.versions = {m: index.version for m, index in indexes.items()}  # modality -> save version
+        self.versions = {
+            m: index.version for m, index in indexes.items()
+        }  # modality -> save version
         self.items = items.set_index("item_id")
         self.load_seconds = load_seconds
 
@@ -111,12 +115,18 @@ class Retriever:
         wanted = modalities or configured_modalities(project / "conf")
         unknown = set(wanted) - set(params.get("modalities", []))
         if unknown:
-            raise SearchError(f"unknown modality {sorted(unknown)}; this project indexes {params.get('modalities')}")
+            raise SearchError(
+                f"unknown modality {sorted(unknown)}; this project indexes {params.get('modalities')}"
+            )
 
         # By default serve the decoders the newest metrics.json measured, not merely the newest
         # saved ones: a run killed after training but before evaluation leaves a newer decoder
         # that nothing has measured, and the numbers a user reads must be the index they query.
-        evaluated = catalog.load("metrics").get("models", {}) if version is None and catalog.exists("metrics") else {}
+        evaluated = (
+            catalog.load("metrics").get("models", {})
+            if version is None and catalog.exists("metrics")
+            else {}
+        )
         checkpoints = {}
         for modality in wanted:
             name = f"{modality}.cart_decoder"
@@ -130,17 +140,23 @@ class Retriever:
             if version is None:
                 newest = catalog.get(name).resolve_load_version()
                 if wanted_version is None:
-                    logger.warning("%s: no evaluation recorded; serving the newest version %s", name, newest)
+                    logger.warning(
+                        "%s: no evaluation recorded; serving the newest version %s", name, newest
+                    )
                 elif newest != wanted_version:
                     logger.warning(
                         "%s: serving version %s, the one the newest metrics.json measured; the newer "
                         "version %s was never evaluated (an interrupted run? finish it with `kedro resume`)",
-                        name, wanted_version, newest,
+                        name,
+                        wanted_version,
+                        newest,
                     )
             try:
                 checkpoint = catalog.load(name, version=wanted_version)
             except (DatasetError, VersionNotFoundError) as error:
-                raise SearchError(f"cannot load version {wanted_version!r} of {name}: {error}") from None
+                raise SearchError(
+                    f"cannot load version {wanted_version!r} of {name}: {error}"
+                ) from None
             checkpoints[modality] = checkpoint
         text_encoder = load_encoder(params["feature_extraction"]["text_encoder"])
         indexes = {m: CartIndex.from_checkpoint(c, text_encoder) for m, c in checkpoints.items()}
@@ -150,7 +166,11 @@ class Retriever:
         return cls(indexes, items, time.perf_counter() - started)
 
     def search(
-        self, queries: list[str], k: int = 10, modality: str | None = None, beam_size: int | None = None
+        self,
+        queries: list[str],
+        k: int = 10,
+        modality: str | None = None,
+        beam_size: int | None = None,
     ) -> list[list[SearchResult]]:
         """Top-k per query and modality index (scores are log-probs, comparable within one index).
 
@@ -162,7 +182,9 @@ class Retriever:
         if blank:
             raise SearchError(f"empty query (query {blank[0]} of {len(queries)})")
         if k < 1 or (beam_size is not None and beam_size < 1):
-            raise SearchError(f"top-k and beam size must be at least 1 (got top-k {k}, beam size {beam_size})")
+            raise SearchError(
+                f"top-k and beam size must be at least 1 (got top-k {k}, beam size {beam_size})"
+            )
         if modality and modality not in self.indexes:
             raise SearchError(f"no {modality!r} index loaded; available: {sorted(self.indexes)}")
         results: list[list[SearchResult]] = [[] for _ in queries]
@@ -174,16 +196,25 @@ class Retriever:
             # first token is not the locally best one
             # k past the corpus size returns the whole corpus, ranked; nothing is decoded for it
             k_here = min(k, len(index.item_ids))
-            top, scores, timing = index.search(list(queries), top_k=k_here, beam_size=beam_size or max(k_here, 10))
+            top, scores, timing = index.search(
+                list(queries), top_k=k_here, beam_size=beam_size or max(k_here, 10)
+            )
             self.last_timing[name] = timing
             for q, (row_items, row_scores) in enumerate(zip(top, scores, strict=True)):
-                for rank, (i, score) in enumerate(((i, s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0), start=1):
+                for rank, (i, score) in enumerate(
+                    ((i, s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0), start=1
+                ):
                     item_id = index.item_ids[i]
                     item = self.items.loc[item_id] if item_id in self.items.index else None
                     results[q].append(
                         SearchResult(
-                            queries[q], rank, str(item_id), name, float(score),
-                            "" if item is None else str(item.description), "" if item is None else str(item.media_path),
+                            queries[q],
+                            rank,
+                            str(item_id),
+                            name,
+                            float(score),
+                            "" if item is None else str(item.description),
+                            "" if item is None else str(item.media_path),
                         )
                     )
         return results
@@ -197,17 +228,35 @@ def _at_least_one(value: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cart-search", description="Search a trained CART index with text queries.")
+    parser = argparse.ArgumentParser(
+        prog="cart-search", description="Search a trained CART index with text queries."
+    )
     parser.add_argument("query", nargs="?", help="the text query (or use --queries FILE)")
     parser.add_argument("--queries", type=Path, help="a file with one query per line")
-    parser.add_argument("--top-k", type=_at_least_one, default=10, help="results per query and modality, >= 1 (default 10; at most the corpus size)")
-    parser.add_argument("--beam-size", type=_at_least_one, default=None, help="beam size (default: max(top-k, 10), at most the corpus size)")
+    parser.add_argument(
+        "--top-k",
+        type=_at_least_one,
+        default=10,
+        help="results per query and modality, >= 1 (default 10; at most the corpus size)",
+    )
+    parser.add_argument(
+        "--beam-size",
+        type=_at_least_one,
+        default=None,
+        help="beam size (default: max(top-k, 10), at most the corpus size)",
+    )
     parser.add_argument("--modality", help="search only this modality's index (e.g. image, audio)")
     parser.add_argument("--version", help="a Kedro save version of the artifacts (default: latest)")
     parser.add_argument("--run-id", help="an MLflow run id whose artifacts to use")
-    parser.add_argument("--project", type=Path, default=None, help="the Kedro project (default: the current folder)")
-    parser.add_argument("--json", action="store_true", help="print JSON lines (one object per result)")
-    parser.add_argument("--verbose", action="store_true", help="print load time and per-query latency")
+    parser.add_argument(
+        "--project", type=Path, default=None, help="the Kedro project (default: the current folder)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON lines (one object per result)"
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="print load time and per-query latency"
+    )
     return parser
 
 
@@ -220,18 +269,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.queries:
             if not args.queries.is_file():
                 raise SearchError(f"queries file not found: {args.queries}")
-            queries = [line.strip() for line in args.queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+            queries = [
+                line.strip()
+                for line in args.queries.read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
             if not queries:
                 raise SearchError(f"no queries in {args.queries}")
         elif args.query is not None:
             queries = [args.query]
         else:
-            raise SearchError("give a query, e.g. cart-search \"a brown hen\", or --queries FILE")
+            raise SearchError('give a query, e.g. cart-search "a brown hen", or --queries FILE')
         if not all(q.strip() for q in queries):
             raise SearchError("empty query")
-        retriever = Retriever.load(args.project, version=args.version, run_id=args.run_id, modalities=[args.modality] if args.modality else None)
+        retriever = Retriever.load(
+            args.project,
+            version=args.version,
+            run_id=args.run_id,
+            modalities=[args.modality] if args.modality else None,
+        )
         started = time.perf_counter()
-        results = retriever.search(queries, k=args.top_k, modality=args.modality, beam_size=args.beam_size)
+        results = retriever.search(
+            queries, k=args.top_k, modality=args.modality, beam_size=args.beam_size
+        )
         seconds = time.perf_counter() - started
     except SearchError as error:
         print(f"cart-search: error: {error}", file=sys.stderr)  # noqa: T201
@@ -243,11 +303,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"\nquery: {query}")  # noqa: T201
         for row in rows:
-            print(f"  {row.rank:>3}  {row.modality:<6} {row.score:9.3f}  {row.item_id:<45} {row.description}  [{row.media_path}]")  # noqa: T201
+            print(
+                f"  {row.rank:>3}  {row.modality:<6} {row.score:9.3f}  {row.item_id:<45} {row.description}  [{row.media_path}]"
+            )  # noqa: T201
     if args.verbose:
         served = ", ".join(f"{m} {v}" for m, v in retriever.versions.items())
         print(f"decoder versions: {served}", file=sys.stderr)  # noqa: T201
-        print(f"loaded in {retriever.load_seconds:.2f} s; {len(queries)} queries in {seconds:.3f} s ({1000 * seconds / len(queries):.1f} ms/query)", file=sys.stderr)  # noqa: T201
+        print(
+            f"loaded in {retriever.load_seconds:.2f} s; {len(queries)} queries in {seconds:.3f} s ({1000 * seconds / len(queries):.1f} ms/query)",
+            file=sys.stderr,
+        )  # noqa: T201
     return 0
 
 

@@ -41,26 +41,47 @@ def per_seed_table(results: dict[int, dict]) -> pd.DataFrame:
     for seed, metrics in results.items():
         for group, systems in [*metrics["by_modality"].items(), ("overall", metrics["overall"])]:
             for system, values in systems.items():
-                for relevance, table in (("strict", values), ("same_description", values.get("same_description", {}))):
+                for relevance, table in (
+                    ("strict", values),
+                    ("same_description", values.get("same_description", {})),
+                ):
                     for metric in METRICS:
                         if metric in table:
                             name = metric if relevance == "strict" else f"same_description.{metric}"
-                            rows.append({"seed": seed, "modality": group, "system": system, "metric": name, "value": table[metric]})
+                            rows.append(
+                                {
+                                    "seed": seed,
+                                    "modality": group,
+                                    "system": system,
+                                    "metric": name,
+                                    "value": table[metric],
+                                }
+                            )
     return pd.DataFrame(rows)
 
 
 def summary_table(per_seed: pd.DataFrame) -> pd.DataFrame:
     grouped = per_seed.groupby(["modality", "system", "metric"], sort=False).value
-    summary = grouped.agg(mean="mean", sd=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"), n_seeds="size")
-    summary["seeds"] = per_seed.groupby(["modality", "system", "metric"], sort=False).seed.agg(lambda s: " ".join(map(str, sorted(s))))
+    summary = grouped.agg(
+        mean="mean",
+        sd=lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan"),
+        n_seeds="size",
+    )
+    summary["seeds"] = per_seed.groupby(["modality", "system", "metric"], sort=False).seed.agg(
+        lambda s: " ".join(map(str, sorted(s)))
+    )
     return summary.reset_index()
 
 
 def headline(summary: pd.DataFrame) -> pd.DataFrame:
     """modality × system, strict R@1/R@5/R@10/MRR@10 as 'mean ± sd'."""
     strict = summary[summary.metric.isin(METRICS[:4])]
-    cells = strict.assign(cell=[f"{m:.3f} ± {s:.3f}" for m, s in zip(strict["mean"], strict.sd, strict=True)])
-    table = cells.pivot_table(index=["modality", "system"], columns="metric", values="cell", aggfunc="first", sort=False)
+    cells = strict.assign(
+        cell=[f"{m:.3f} ± {s:.3f}" for m, s in zip(strict["mean"], strict.sd, strict=True)]
+    )
+    table = cells.pivot_table(
+        index=["modality", "system"], columns="metric", values="cell", aggfunc="first", sort=False
+    )
     return table[[m for m in METRICS[:4] if m in table]].reset_index()
 
 
@@ -69,20 +90,30 @@ def log_to_mlflow(project: Path, summary: pd.DataFrame, label: str) -> None:
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     mlflow.set_experiment("cart_pipeline")
-    with mlflow.start_run(run_name=f"{label}-summary", tags={"run_label": f"{label}-summary", "kind": "seed summary"}):
+    with mlflow.start_run(
+        run_name=f"{label}-summary", tags={"run_label": f"{label}-summary", "kind": "seed summary"}
+    ):
         for row in summary.itertuples(index=False):
             key = f"{row.modality}.{row.system}.{row.metric}".replace("@", "_at_")
-            mlflow.log_metrics({f"{key}.mean": row.mean, **({f"{key}.sd": row.sd} if np.isfinite(row.sd) else {})})
+            mlflow.log_metrics(
+                {f"{key}.mean": row.mean, **({f"{key}.sd": row.sd} if np.isfinite(row.sd) else {})}
+            )
         mlflow.log_artifact(str(project / "data/08_reporting/seeds/summary.csv"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
     parser.add_argument("--project", type=Path, default=Path.cwd())
-    parser.add_argument("--label", default="seed", help="run_label prefix (runs are <label>-<seed>)")
+    parser.add_argument(
+        "--label", default="seed", help="run_label prefix (runs are <label>-<seed>)"
+    )
     parser.add_argument("--params", default="", help="extra kedro --params for every run")
-    parser.add_argument("--report-only", action="store_true", help="summarise the saved runs without training")
+    parser.add_argument(
+        "--report-only", action="store_true", help="summarise the saved runs without training"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     project = args.project.resolve()
@@ -91,9 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         if not any((project / "data/04_feature").glob("*/query_features.parquet")):
             kedro(project, "--pipelines", SHARED_STAGES)
         for seed in args.seeds:
-            overrides = ",".join(p for p in (f"seed={seed}", f"run_label={args.label}-{seed}", args.params) if p)
+            overrides = ",".join(
+                p for p in (f"seed={seed}", f"run_label={args.label}-{seed}", args.params) if p
+            )
             kedro(project, "--pipelines", SEED_STAGES, "--params", overrides)
-    results = latest_by(project, args.seeds, lambda m: m["config"]["seed"] if m["config"].get("run_label") == f"{args.label}-{m['config']['seed']}" else None)
+    results = latest_by(
+        project,
+        args.seeds,
+        lambda m: (
+            m["config"]["seed"]
+            if m["config"].get("run_label") == f"{args.label}-{m['config']['seed']}"
+            else None
+        ),
+    )
 
     out = project / "data/08_reporting/seeds"
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     per_seed.to_csv(out / "per_seed.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     table = headline(summary)
-    (out / "summary.md").write_text(f"mean ± sd over seeds {' '.join(map(str, sorted(args.seeds)))} (strict relevance)\n\n" + markdown_table(table))
+    (out / "summary.md").write_text(
+        f"mean ± sd over seeds {' '.join(map(str, sorted(args.seeds)))} (strict relevance)\n\n"
+        + markdown_table(table)
+    )
     log_to_mlflow(project, summary, args.label)
     print(markdown_table(table))  # noqa: T201
     return 0

@@ -30,7 +30,9 @@ def test_a_parquet_save_that_fails_midway_leaves_no_new_version(tmp_path):
     ParquetDataset(filepath=path, version=Version(None, OLD)).save(pd.DataFrame({"a": [1]}))
 
     with pytest.raises(DatasetError):
-        ParquetDataset(filepath=path, version=Version(None, NEW)).save(pd.DataFrame({"a": [Unwritable()]}))
+        ParquetDataset(filepath=path, version=Version(None, NEW)).save(
+            pd.DataFrame({"a": [Unwritable()]})
+        )
 
     assert not any((tmp_path / "table.parquet" / NEW).iterdir())
     assert ParquetDataset(filepath=path, version=Version(None, None)).load().a.tolist() == [1]

@@ -489,8 +489,14 @@ def test_beam_search_exhaustive_small_grid():
 def tuned_model(text_encoder, vocab, ranges, k=2, dropout=0.1) -> CartDecoder:
     torch.manual_seed(0)
     cfg = DecoderConfig(
-        vocab_size=vocab, position_ranges=ranges, n_layers=1, d_model=32, n_heads=2, dropout=dropout,
-        tune_text_layers=k, text_layer_config=text_encoder.layer_config(),
+        vocab_size=vocab,
+        position_ranges=ranges,
+        n_layers=1,
+        d_model=32,
+        n_heads=2,
+        dropout=dropout,
+        tune_text_layers=k,
+        text_layer_config=text_encoder.layer_config(),
     )
     model = CartDecoder(cfg)
     model.load_text_layers(text_encoder.top_layers(k))
@@ -520,12 +526,18 @@ def test_tuned_text_layers_train_at_their_own_rate_and_round_trip(text_encoder):
     train_decoder(model, TEXTS, list(range(len(TEXTS))), ids, text_encoder, cfg)
 
     def moved(prefix):  # mean absolute update of the parameters under prefix
-        diffs = [(p.detach() - start[n]).abs().mean() for n, p in model.named_parameters() if n.startswith(prefix)]
+        diffs = [
+            (p.detach() - start[n]).abs().mean()
+            for n, p in model.named_parameters()
+            if n.startswith(prefix)
+        ]
         return float(torch.stack(diffs).mean())
 
     assert moved("text_top.") > 0  # the copies were trained ...
     assert moved("text_top.") < moved("layers.")  # ... with smaller steps than the decoder
-    assert all(torch.equal(p, frozen[n]) for n, p in text_encoder.model.named_parameters())  # encoder untouched
+    assert all(
+        torch.equal(p, frozen[n]) for n, p in text_encoder.model.named_parameters()
+    )  # encoder untouched
 
     buf = io.BytesIO()
     torch.save(decoder_to_checkpoint(model.eval()), buf)
@@ -582,7 +594,14 @@ def test_one_hot_soft_targets_and_trie_softmax_train(text_encoder):
     def run(**kw):
         torch.manual_seed(0)
         model = CartDecoder(
-            DecoderConfig(vocab_size=vocab, position_ranges=ranges, n_layers=1, d_model=32, n_heads=2, **kw.pop("model", {}))
+            DecoderConfig(
+                vocab_size=vocab,
+                position_ranges=ranges,
+                n_layers=1,
+                d_model=32,
+                n_heads=2,
+                **kw.pop("model", {}),
+            )
         )
         cfg = TrainConfig(epochs=2, batch_size=4, seed=0, progress=False, **kw.pop("train", {}))
         return train_decoder(model, TEXTS[:8], items, ids, text_encoder, cfg, **kw)[1]

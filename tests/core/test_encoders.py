@@ -74,7 +74,9 @@ def test_empty_silent_and_garbage_audio_are_decode_errors(tmp_path):
 
 
 def test_16_bit_grayscale_decodes_like_its_8_bit_copy(tmp_path):
-    gradient = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0..65520
+    gradient = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(
+        np.uint16
+    )  # 0..65520
     Image.fromarray(gradient).save(tmp_path / "deep.png")
     Image.fromarray(np.round(gradient / 257).astype(np.uint8)).save(tmp_path / "flat.png")
     assert Image.open(tmp_path / "deep.png").mode in ("I;16", "I")  # really stored 16-bit

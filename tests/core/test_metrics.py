@@ -45,7 +45,12 @@ def test_ties_are_broken_against_the_relevant_item():
     assert pessimistic_ranks(scores, np.array([0, 3])).tolist() == [3, 4]
     # the same rule from a rankings table, whatever order it lists the tied items in
     rankings = pd.DataFrame(
-        {"query_id": ["q"] * 3, "rank": [1, 2, 3], "item_id": ["rel", "x", "y"], "score": [0.5, 0.5, 0.4]}
+        {
+            "query_id": ["q"] * 3,
+            "rank": [1, 2, 3],
+            "item_id": ["rel", "x", "y"],
+            "score": [0.5, 0.5, 0.4],
+        }
     )
     ranks = relevant_ranks(rankings, pd.DataFrame({"query_id": ["q"], "item_id": ["rel"]}))
     assert ranks["q"] == 2
@@ -58,13 +63,17 @@ def test_top_k_keeps_every_item_tied_at_the_cut_off():
     assert sorted(items[0].tolist()) == [0, 1, 2, 3]
     assert items[1].tolist() == [0, 1, -1, -1] and np.isinf(top[1, 2:]).all()
     # an item tied at the cut-off is ranked behind the others tied with it, not dropped
-    table = rankings_frame(["a", "b"], np.array(["i0", "i1", "i2", "i3", "i4"], dtype=object), items, top)
+    table = rankings_frame(
+        ["a", "b"], np.array(["i0", "i1", "i2", "i3", "i4"], dtype=object), items, top
+    )
     rank = relevant_ranks(table, pd.DataFrame({"query_id": ["a"], "item_id": ["i1"]}), depth=20)
     assert rank["a"] == 4
 
 
 def test_missing_relevant_item_and_depth_censoring():
-    rankings = pd.DataFrame({"query_id": ["q", "q"], "rank": [1, 2], "item_id": ["a", "b"], "score": [2.0, 1.0]})
+    rankings = pd.DataFrame(
+        {"query_id": ["q", "q"], "rank": [1, 2], "item_id": ["a", "b"], "score": [2.0, 1.0]}
+    )
     relevant = pd.DataFrame({"query_id": ["q", "unseen"], "item_id": ["zzz", "a"]})
     ranks = relevant_ranks(rankings, relevant, depth=20)
     assert ranks.to_dict() == {"q": 21, "unseen": 21}
@@ -81,8 +90,18 @@ def test_same_description_relevance_counts_items_described_alike():
     )
     test = human[human.split == "test"]
     relevant = same_description_relevance(test, human, np.array(["P_filled", "P_outline", "X"]))
-    assert set(map(tuple, relevant[["query_id", "item_id"]].values)) == {("q:p1", "P_filled"), ("q:p1", "P_outline")}
-    rankings = pd.DataFrame({"query_id": ["q:p1"] * 2, "rank": [1, 2], "item_id": ["P_outline", "P_filled"], "score": [1.0, 0.5]})
+    assert set(map(tuple, relevant[["query_id", "item_id"]].values)) == {
+        ("q:p1", "P_filled"),
+        ("q:p1", "P_outline"),
+    }
+    rankings = pd.DataFrame(
+        {
+            "query_id": ["q:p1"] * 2,
+            "rank": [1, 2],
+            "item_id": ["P_outline", "P_filled"],
+            "score": [1.0, 0.5],
+        }
+    )
     assert relevant_ranks(rankings, test[["query_id", "item_id"]])["q:p1"] == 2  # strict
     assert relevant_ranks(rankings, relevant)["q:p1"] == 1  # same description
 

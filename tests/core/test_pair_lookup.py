@@ -32,7 +32,9 @@ def test_scores_are_the_tempered_log_sum_exp_of_cosines(lookup):
         assert np.isneginf(got[:, 3]).all(), "an item with no training text is never found"
     # a small temperature is (close to) the nearest training text
     np.testing.assert_allclose(
-        lookup.scores(query, 1e-3)[:, 0], (query @ lookup.text_embeddings[lookup.pair_items == 0].T).max(1), atol=3e-3
+        lookup.scores(query, 1e-3)[:, 0],
+        (query @ lookup.text_embeddings[lookup.pair_items == 0].T).max(1),
+        atol=3e-3,
     )
 
 

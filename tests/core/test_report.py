@@ -217,7 +217,9 @@ def test_page_references_nothing_outside_itself(metrics, examples, items, defaul
     assert not re.search(r'(src|href)="(?!data:|#)', page)
 
 
-def test_media_outside_the_dataset_folder_is_never_embedded(metrics, examples, items, default_dataset, tmp_path):
+def test_media_outside_the_dataset_folder_is_never_embedded(
+    metrics, examples, items, default_dataset, tmp_path
+):
     root = tmp_path / "dataset"
     root.mkdir()
     outside = items.assign(media_path=[f"../{p}" for p in items.media_path])  # exists, one level up
@@ -225,7 +227,9 @@ def test_media_outside_the_dataset_folder_is_never_embedded(metrics, examples, i
         (tmp_path / media_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(default_dataset / media_path, tmp_path / media_path)
 
-    assert "data:image/jpeg" in _render(metrics, examples, items, tmp_path), "the same files, inside the root, embed"
+    assert "data:image/jpeg" in _render(metrics, examples, items, tmp_path), (
+        "the same files, inside the root, embed"
+    )
     page = _render(metrics, examples, outside, root)
 
     assert "data:image/jpeg" not in page and "<audio" not in page

@@ -12,7 +12,9 @@ from cart_pipeline.io import TorchCheckpointDataset
 
 
 def dataset(tmp_path, save_version: str | None = None) -> TorchCheckpointDataset:
-    return TorchCheckpointDataset(filepath=str(tmp_path / "decoder.pt"), version=Version(None, save_version))
+    return TorchCheckpointDataset(
+        filepath=str(tmp_path / "decoder.pt"), version=Version(None, save_version)
+    )
 
 
 def test_versioned_round_trip_loads_the_newest(tmp_path):
@@ -25,8 +27,12 @@ def test_versioned_round_trip_loads_the_newest(tmp_path):
 def test_a_save_that_fails_midway_leaves_no_new_version(tmp_path):
     dataset(tmp_path, "2026-01-01T00.00.00.000Z").save({"weights": torch.ones(3)})
 
-    with pytest.raises(Exception, match="pickle|lambda"):  # not picklable, after the tensor was written
-        dataset(tmp_path, "2026-01-02T00.00.00.000Z").save({"weights": torch.zeros(1000), "hook": lambda: 0})
+    with pytest.raises(
+        Exception, match="pickle|lambda"
+    ):  # not picklable, after the tensor was written
+        dataset(tmp_path, "2026-01-02T00.00.00.000Z").save(
+            {"weights": torch.zeros(1000), "hook": lambda: 0}
+        )
 
     newer = tmp_path / "decoder.pt" / "2026-01-02T00.00.00.000Z"
     assert not any(newer.glob("*")), "neither a truncated file nor its partial copy stays"
@@ -39,7 +45,9 @@ def test_a_truncated_or_unsafe_checkpoint_names_its_file(tmp_path):
     newest = tmp_path / "decoder.pt" / "2026-01-02T00.00.00.000Z" / "decoder.pt"
     newest.parent.mkdir()
     newest.write_bytes(b"")  # what a crash in a non-atomic writer leaves
-    with pytest.raises(DatasetError, match=r"checkpoint .*2026-01-02T00.00.00.000Z/decoder.pt cannot be loaded"):
+    with pytest.raises(
+        DatasetError, match=r"checkpoint .*2026-01-02T00.00.00.000Z/decoder.pt cannot be loaded"
+    ):
         dataset(tmp_path).load()
 
     class Planted:

@@ -42,7 +42,10 @@ def make_slice(root: Path, n_images: int = 36, n_audio: int = 18) -> Path:
     images = manifest[manifest.modality == "image"]
     audio = manifest[manifest.modality == "audio"]
     rows = pd.concat(
-        [images.iloc[:: max(1, len(images) // n_images)][:n_images], audio.iloc[:: max(1, len(audio) // n_audio)][:n_audio]]
+        [
+            images.iloc[:: max(1, len(images) // n_images)][:n_images],
+            audio.iloc[:: max(1, len(audio) // n_audio)][:n_audio],
+        ]
     )
     for path in rows.media_path:
         (root / path).parent.mkdir(parents=True, exist_ok=True)
@@ -58,7 +61,11 @@ def project_copy(tmp_path_factory) -> Path:
         shutil.copy(PROJECT_ROOT / name, project / name)
     shutil.copytree(PROJECT_ROOT / "conf" / "base", project / "conf" / "base")
     # kedro wants the source folder inside the project (the same code as the installed package)
-    shutil.copytree(PROJECT_ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(
+        PROJECT_ROOT / "src",
+        project / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
     dataset = make_slice(project / "dataset")
     (project / "conf" / "local").mkdir(parents=True)
     (project / "conf" / "local" / "globals.yml").write_text(f"dataset_root: {dataset}\n")

@@ -18,7 +18,13 @@ import pyarrow.parquet as pq
 from tests.e2e.conftest import FAST_PARAMS, run
 
 # Throughput and timings vary run to run; everything else in metrics.json must not.
-TIMING_KEYS = {"qps_search", "qps_with_encoding", "search_seconds", "encoding_seconds", "rerank_seconds"}
+TIMING_KEYS = {
+    "qps_search",
+    "qps_with_encoding",
+    "search_seconds",
+    "encoding_seconds",
+    "rerank_seconds",
+}
 
 
 def _quality(metrics: dict) -> dict:
@@ -40,11 +46,23 @@ def test_ablation_command_writes_the_comparison_and_reproduces_the_default_run(t
     project, first = trained_project
     assert first.returncode == 0
     first_metrics = json.loads(_versions(project / "data/08_reporting/metrics.json")[0].read_text())
-    first_ids = pq.read_table(_versions(project / "data/05_model_input/image/semantic_ids.parquet")[0])
+    first_ids = pq.read_table(
+        _versions(project / "data/05_model_input/image/semantic_ids.parquet")[0]
+    )
 
     result = run(
-        [sys.executable, "-m", "cart_pipeline.ablations", "--project", str(project),
-         "--variants", "cart", "no_consistency", "--params", FAST_PARAMS],
+        [
+            sys.executable,
+            "-m",
+            "cart_pipeline.ablations",
+            "--project",
+            str(project),
+            "--variants",
+            "cart",
+            "no_consistency",
+            "--params",
+            FAST_PARAMS,
+        ],
         cwd=project,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -53,28 +71,53 @@ def test_ablation_command_writes_the_comparison_and_reproduces_the_default_run(t
     assert set(table.variant) == {"no_consistency", "cart", "dual_tower", "pair_lookup"}
     assert set(table.modality) == {"image", "audio", "overall"}
     assert table[["R@1", "R@5", "R@10"]].apply(lambda r: r.is_monotonic_increasing, axis=1).all()
-    assert "| variant | modality |" in (project / "data/08_reporting/ablations/comparison.md").read_text()
+    assert (
+        "| variant | modality |"
+        in (project / "data/08_reporting/ablations/comparison.md").read_text()
+    )
     assert (project / "data/08_reporting/ablations/comparison.png").stat().st_size > 0
 
     # same seed, same configuration => same identifiers and the same metrics, exactly
     last_metrics = json.loads(_versions(project / "data/08_reporting/metrics.json")[-1].read_text())
     assert last_metrics["config"]["run_label"] == "cart"
     assert _quality(last_metrics) == _quality(first_metrics)
-    last_ids = pq.read_table(_versions(project / "data/05_model_input/image/semantic_ids.parquet")[-1])
+    last_ids = pq.read_table(
+        _versions(project / "data/05_model_input/image/semantic_ids.parquet")[-1]
+    )
     assert last_ids.num_rows > 0 and last_ids.equals(first_ids)
 
     # --report-only redraws the same table from the saved runs, without running anything
     (project / "data/08_reporting/ablations/comparison.csv").unlink()
     redraw = run(
-        [sys.executable, "-m", "cart_pipeline.ablations", "--project", str(project),
-         "--variants", "cart", "no_consistency", "--report-only"],
+        [
+            sys.executable,
+            "-m",
+            "cart_pipeline.ablations",
+            "--project",
+            str(project),
+            "--variants",
+            "cart",
+            "no_consistency",
+            "--report-only",
+        ],
         cwd=project,
     )
     assert redraw.returncode == 0, redraw.stderr[-3000:]
     assert "$ " not in redraw.stderr  # no kedro command was launched
-    pd.testing.assert_frame_equal(pd.read_csv(project / "data/08_reporting/ablations/comparison.csv"), table)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(project / "data/08_reporting/ablations/comparison.csv"), table
+    )
     missing = run(
-        [sys.executable, "-m", "cart_pipeline.ablations", "--project", str(project), "--variants", "atomic", "--report-only"],
+        [
+            sys.executable,
+            "-m",
+            "cart_pipeline.ablations",
+            "--project",
+            str(project),
+            "--variants",
+            "atomic",
+            "--report-only",
+        ],
         cwd=project,
     )
     assert missing.returncode != 0 and "no saved metrics.json for ['atomic']" in missing.stderr

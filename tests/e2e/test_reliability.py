@@ -31,7 +31,13 @@ from tests.e2e.conftest import FAST_PARAMS, KEDRO, make_slice, run
 CART_SEARCH = str(Path(sys.executable).parent / "cart-search")
 ENV = {**os.environ, "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 JOURNAL = Path("data/09_tracking/runs")
-TIMING_KEYS = {"qps_search", "qps_with_encoding", "search_seconds", "encoding_seconds", "rerank_seconds"}
+TIMING_KEYS = {
+    "qps_search",
+    "qps_with_encoding",
+    "search_seconds",
+    "encoding_seconds",
+    "rerank_seconds",
+}
 
 
 def copy_project(root: Path, dataset: Path | None = None) -> Path:
@@ -41,7 +47,9 @@ def copy_project(root: Path, dataset: Path | None = None) -> Path:
         shutil.copy(PROJECT_ROOT / name, root / name)
     shutil.copytree(PROJECT_ROOT / "conf" / "base", root / "conf" / "base")
     shutil.copytree(
-        PROJECT_ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        PROJECT_ROOT / "src",
+        root / "src",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
     )
     dataset = dataset or make_slice(root / "dataset", n_images=24, n_audio=18)
     (root / "conf" / "local").mkdir(parents=True)
@@ -69,7 +77,12 @@ def status(project: Path, run_id: str) -> str:
 
 def start(project: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [KEDRO, *args], cwd=project, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [KEDRO, *args],
+        cwd=project,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -96,7 +109,9 @@ def kill_at_node(project: Path, process: subprocess.Popen, node: str) -> dict:
             process.kill()
             process.wait(timeout=60)
             return json.loads((project / JOURNAL / f"{entries[-1]['session_id']}.json").read_text())
-        assert process.poll() is None, f"the run ended before {node}: {process.stderr.read()[-2000:]}"
+        assert process.poll() is None, (
+            f"the run ended before {node}: {process.stderr.read()[-2000:]}"
+        )
         time.sleep(0.05)
     process.kill()
     raise AssertionError(f"{node} never started")
@@ -147,7 +162,9 @@ def test_killed_runs_resume_to_the_uninterrupted_result_and_serve_what_was_measu
     first = run([KEDRO, *run_all], cwd=project)
     assert first.returncode == 0, first.stderr[-3000:]
     metrics_path = project / "data/08_reporting/metrics.json"
-    uninterrupted = json.loads((metrics_path / versions(metrics_path)[-1] / "metrics.json").read_text())
+    uninterrupted = json.loads(
+        (metrics_path / versions(metrics_path)[-1] / "metrics.json").read_text()
+    )
 
     # killed in feature extraction, then its resume killed in decoder training
     killed = kill_at_node(project, start(project, *run_all), "image.extract_candidate_features")
@@ -163,17 +180,27 @@ def test_killed_runs_resume_to_the_uninterrupted_result_and_serve_what_was_measu
     last = json.loads(sorted((project / JOURNAL).glob("*.json"))[-1].read_text())
     assert last["status"] == "finished" and last["resumes"] == killed["session_id"]
     assert set(last["nodes"]) == unfinished_nodes(resumed_once)  # only what had not finished
-    assert "image.train_cart_decoder" in last["nodes"] and "image.extract_candidate_features" not in last["nodes"]
+    assert (
+        "image.train_cart_decoder" in last["nodes"]
+        and "image.extract_candidate_features" not in last["nodes"]
+    )
     metrics = json.loads((metrics_path / versions(metrics_path)[-1] / "metrics.json").read_text())
-    assert quality(metrics) == quality(uninterrupted), "the resumed run must equal an uninterrupted one"
+    assert quality(metrics) == quality(uninterrupted), (
+        "the resumed run must equal an uninterrupted one"
+    )
     for modality in ("image", "audio"):
         decoders = versions(project / f"data/06_models/{modality}/cart_decoder.pt")
         measured = metrics["models"][modality]["cart_decoder"]
         assert measured == decoders[-1], f"{modality}: metrics.json measured an older decoder"
-        assert measured > killed["session_id"], f"{modality}: a decoder from before the interruption"
+        assert measured > killed["session_id"], (
+            f"{modality}: a decoder from before the interruption"
+        )
     search = run([CART_SEARCH, "a brown hen", "--verbose", "--project", str(project)], cwd=project)
     assert search.returncode == 0, search.stderr
-    served = dict(pair.split() for pair in search.stderr.split("decoder versions: ")[1].splitlines()[0].split(", "))
+    served = dict(
+        pair.split()
+        for pair in search.stderr.split("decoder versions: ")[1].splitlines()[0].split(", ")
+    )
     assert served == {m: metrics["models"][m]["cart_decoder"] for m in ("image", "audio")}
     assert not [r for r in mlflow_runs(project) if r.info.status == "RUNNING"]
 
@@ -187,7 +214,10 @@ def test_killed_runs_resume_to_the_uninterrupted_result_and_serve_what_was_measu
         (b"", "manifest.csv: the file is empty"),
         (b"item_id,modality,media_path,text\n", "no data rows"),
         (b"item_id,modality,media_path\na,image,x.jpg\n", "missing required column(s) ['text']"),
-        (b"item_id,modality,media_path,text\na,image,missing.jpg,A hen.\n", "1 of 1 manifest rows rejected"),
+        (
+            b"item_id,modality,media_path,text\na,image,missing.jpg,A hen.\n",
+            "1 of 1 manifest rows rejected",
+        ),
     ],
     ids=["zero-bytes", "header-only", "missing-column", "only-bad-rows"],
 )
@@ -200,7 +230,9 @@ def test_a_bad_manifest_ends_with_one_short_message(tmp_path, manifest, message)
     result = run([KEDRO, "run", "--pipelines", "ingest"], cwd=project)
 
     assert result.returncode == 1
-    error, hint = result.stderr.strip().splitlines()[-2:]  # before them: only MLflow creating its db
+    error, hint = result.stderr.strip().splitlines()[
+        -2:
+    ]  # before them: only MLflow creating its db
     assert error.startswith("Error: ") and message in error and "kedro resume" in hint
     assert "Traceback" not in result.stderr
     verbose = run([KEDRO, "run", "--pipelines", "ingest", "--verbose"], cwd=project)
@@ -210,7 +242,9 @@ def test_a_bad_manifest_ends_with_one_short_message(tmp_path, manifest, message)
 def test_an_unwritable_data_folder_is_one_message_and_resume_finishes(tmp_path):
     project = copy_project(tmp_path / "project")
     (project / "data").mkdir()
-    (project / "data" / "02_intermediate").write_text("")  # a file where a folder must go (we run as root)
+    (project / "data" / "02_intermediate").write_text(
+        ""
+    )  # a file where a folder must go (we run as root)
 
     result = run([KEDRO, "run", "--pipelines", "ingest"], cwd=project)
 

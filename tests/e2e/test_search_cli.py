@@ -22,16 +22,33 @@ def project(trained_project):
 
 
 def test_text_output_lists_ranked_results_with_descriptions(project):
-    result = run([CART_SEARCH, "a brown hen", "--top-k", "3", "--modality", "image", "--project", str(project), "--verbose"], cwd=project)
+    result = run(
+        [
+            CART_SEARCH,
+            "a brown hen",
+            "--top-k",
+            "3",
+            "--modality",
+            "image",
+            "--project",
+            str(project),
+            "--verbose",
+        ],
+        cwd=project,
+    )
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.strip().startswith(("1 ", "2 ", "3 "))]
+    lines = [
+        line for line in result.stdout.splitlines() if line.strip().startswith(("1 ", "2 ", "3 "))
+    ]
     assert len(lines) == 3
     assert all(" image " in line and "[images/" in line for line in lines)
     assert "loaded in" in result.stderr and "ms/query" in result.stderr
 
 
 def test_json_output_is_one_record_per_result_in_score_order(project):
-    result = run([CART_SEARCH, "a dog", "--top-k", "4", "--json", "--project", str(project)], cwd=project)
+    result = run(
+        [CART_SEARCH, "a dog", "--top-k", "4", "--json", "--project", str(project)], cwd=project
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     by_modality = {}
@@ -47,7 +64,21 @@ def test_json_output_is_one_record_per_result_in_score_order(project):
 def test_batch_file(project, tmp_path):
     queries = tmp_path / "queries.txt"
     queries.write_text("a red apple\n\na truck\n")
-    result = run([CART_SEARCH, "--queries", str(queries), "--top-k", "2", "--json", "--modality", "audio", "--project", str(project)], cwd=project)
+    result = run(
+        [
+            CART_SEARCH,
+            "--queries",
+            str(queries),
+            "--top-k",
+            "2",
+            "--json",
+            "--modality",
+            "audio",
+            "--project",
+            str(project),
+        ],
+        cwd=project,
+    )
     assert result.returncode == 0, result.stderr
     asked = [json.loads(line)["query"] for line in result.stdout.splitlines()]
     assert asked.count("a red apple") == 2 and asked.count("a truck") == 2
@@ -61,21 +92,41 @@ def test_empty_query_is_an_error(project):
 @pytest.mark.parametrize("flag, value", [("--top-k", "0"), ("--top-k", "-1"), ("--beam-size", "0")])
 def test_top_k_and_beam_below_one_are_errors(project, flag, value):
     result = run([CART_SEARCH, "a hen", flag, value, "--project", str(project)], cwd=project)
-    assert result.returncode == 2 and "must be a whole number >= 1" in result.stderr and not result.stdout
+    assert (
+        result.returncode == 2
+        and "must be a whole number >= 1" in result.stderr
+        and not result.stdout
+    )
 
 
 def test_top_k_past_the_corpus_returns_the_whole_corpus_once(project):
     from cart_pipeline.search import Retriever
 
     corpus = len(Retriever.load(project, modalities=["audio"]).indexes["audio"].item_ids)
-    result = run([CART_SEARCH, "a bell", "--top-k", "100000", "--modality", "audio", "--json", "--project", str(project)], cwd=project)
+    result = run(
+        [
+            CART_SEARCH,
+            "a bell",
+            "--top-k",
+            "100000",
+            "--modality",
+            "audio",
+            "--json",
+            "--project",
+            str(project),
+        ],
+        cwd=project,
+    )
     assert result.returncode == 0, result.stderr
     items = [json.loads(line)["item_id"] for line in result.stdout.splitlines()]
     assert len(items) == len(set(items)) == corpus
 
 
 def test_unknown_version_is_an_error(project):
-    result = run([CART_SEARCH, "a hen", "--version", "1999-01-01T00.00.00.000Z", "--project", str(project)], cwd=project)
+    result = run(
+        [CART_SEARCH, "a hen", "--version", "1999-01-01T00.00.00.000Z", "--project", str(project)],
+        cwd=project,
+    )
     assert result.returncode == 2 and "1999-01-01T00.00.00.000Z" in result.stderr
 
 
@@ -102,7 +153,22 @@ def test_run_id_selects_that_runs_artifacts(project):
 
     with sqlite3.connect(project / "mlflow.db") as db:
         (run_id,) = db.execute("select run_uuid from runs order by start_time limit 1").fetchone()
-    result = run([CART_SEARCH, "a hen", "--run-id", run_id, "--top-k", "1", "--json", "--project", str(project)], cwd=project)
+    result = run(
+        [
+            CART_SEARCH,
+            "a hen",
+            "--run-id",
+            run_id,
+            "--top-k",
+            "1",
+            "--json",
+            "--project",
+            str(project),
+        ],
+        cwd=project,
+    )
     assert result.returncode == 0, result.stderr
-    unknown = run([CART_SEARCH, "a hen", "--run-id", "0" * 32, "--project", str(project)], cwd=project)
+    unknown = run(
+        [CART_SEARCH, "a hen", "--run-id", "0" * 32, "--project", str(project)], cwd=project
+    )
     assert unknown.returncode == 2 and "unknown MLflow run id" in unknown.stderr

@@ -22,10 +22,20 @@ GRAPH = {
 
 def entry(session_id: str, done: list[str], status: str = "failed", pid: int = 0) -> dict:
     return {
-        "session_id": session_id, "status": status, "host": socket.gethostname(), "pid": pid,
-        "resumes": None, "env": None, "conf_source": None, "pipeline_names": ["__default__"],
-        "runtime_params": {"seed": 7}, "nodes": list(GRAPH), "graph": GRAPH,
-        "ephemeral": ["valid"], "done": done, "running": None,
+        "session_id": session_id,
+        "status": status,
+        "host": socket.gethostname(),
+        "pid": pid,
+        "resumes": None,
+        "env": None,
+        "conf_source": None,
+        "pipeline_names": ["__default__"],
+        "runtime_params": {"seed": 7},
+        "nodes": list(GRAPH),
+        "graph": GRAPH,
+        "ephemeral": ["valid"],
+        "done": done,
+        "running": None,
     }
 
 
@@ -42,18 +52,33 @@ def test_unfinished_nodes_and_nothing_downstream_is_reused():
 
 def test_a_finished_producer_of_an_in_memory_input_runs_again():
     # `build` did not finish and reads `valid`, which lived only in the killed process
-    assert unfinished_nodes(entry("a", ["validate"])) == {"validate", "build", "features", "evaluate"}
+    assert unfinished_nodes(entry("a", ["validate"])) == {
+        "validate",
+        "build",
+        "features",
+        "evaluate",
+    }
 
 
 def test_the_plan_is_the_newest_runs_unfinished_nodes_in_order(tmp_path):
-    write(tmp_path, entry("2026-01-01T00.00.00.000Z", []), entry("2026-01-02T00.00.00.000Z", ["validate", "build"]))
+    write(
+        tmp_path,
+        entry("2026-01-01T00.00.00.000Z", []),
+        entry("2026-01-02T00.00.00.000Z", ["validate", "build"]),
+    )
     plan = plan_resume(tmp_path)
     assert plan.remaining == ["features", "evaluate"]
-    assert plan.run["runtime_params"] == {"seed": 7} and plan.original_run == "2026-01-02T00.00.00.000Z"
+    assert (
+        plan.run["runtime_params"] == {"seed": 7}
+        and plan.original_run == "2026-01-02T00.00.00.000Z"
+    )
 
 
 def test_a_resumed_resume_completes_the_first_run(tmp_path):
-    write(tmp_path, {**entry("2026-01-02T00.00.00.000Z", ["features"]), "resumes": "2026-01-01T00.00.00.000Z"})
+    write(
+        tmp_path,
+        {**entry("2026-01-02T00.00.00.000Z", ["features"]), "resumes": "2026-01-01T00.00.00.000Z"},
+    )
     assert plan_resume(tmp_path).original_run == "2026-01-01T00.00.00.000Z"
 
 
@@ -61,8 +86,17 @@ def test_a_resumed_resume_completes_the_first_run(tmp_path):
     "entries, message",
     [
         ([], "no run recorded"),
-        ([entry("2026-01-01T00.00.00.000Z", [], "failed"), entry("2026-01-02T00.00.00.000Z", list(GRAPH), "finished")], "nothing to resume: the last run (2026-01-02T00.00.00.000Z) finished"),
-        ([entry("2026-01-01T00.00.00.000Z", ["validate"], "running", pid=os.getpid())], "still running"),
+        (
+            [
+                entry("2026-01-01T00.00.00.000Z", [], "failed"),
+                entry("2026-01-02T00.00.00.000Z", list(GRAPH), "finished"),
+            ],
+            "nothing to resume: the last run (2026-01-02T00.00.00.000Z) finished",
+        ),
+        (
+            [entry("2026-01-01T00.00.00.000Z", ["validate"], "running", pid=os.getpid())],
+            "still running",
+        ),
         ([entry("2026-01-01T00.00.00.000Z", list(GRAPH), "running")], "every node"),
     ],
     ids=["no-journal", "last-finished", "still-running", "all-nodes-done"],

@@ -36,7 +36,16 @@ from cart_pipeline.pipelines import (
 from tests.conftest import DEFAULT_DATASET, PROJECT_ROOT
 
 MODALITIES = ("image", "audio")
-STAGES = (feature_extraction, captioning, dual_tower, coarse_clustering, rqvae_quantization, id_assignment, decoder_training, evaluation)
+STAGES = (
+    feature_extraction,
+    captioning,
+    dual_tower,
+    coarse_clustering,
+    rqvae_quantization,
+    id_assignment,
+    decoder_training,
+    evaluation,
+)
 # Figures go through real files: the report reads back as an image what a node saved as a figure.
 PLOTS = ["recall_plot", *(f"{m}.id_prefix_plot" for m in MODALITIES)]
 
@@ -49,7 +58,9 @@ def _flatten(prefix: str, value, out: dict) -> None:
 
 
 def _parameters() -> dict:
-    params = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base")["parameters"]
+    params = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base")[
+        "parameters"
+    ]
     params["dataset_root"] = str(DEFAULT_DATASET)
     # enough optimisation steps for a 30-item corpus (one batch per epoch), little else
     params["rqvae_quantization"].update(epochs=150, batch_size=16)
@@ -83,7 +94,11 @@ def upstream(default_manifest, tmp_path_factory) -> dict:
     images = default_manifest[default_manifest.modality == "image"].iloc[::30]
     audio = default_manifest[default_manifest.modality == "audio"].iloc[::9]
     candidates, queries = build_tables(
-        pd.concat([images, audio]), seed=3, test_fraction=0.2, validation_fraction=0.15, min_validation_queries=3
+        pd.concat([images, audio]),
+        seed=3,
+        test_fraction=0.2,
+        validation_fraction=0.15,
+        min_validation_queries=3,
     )
     datasets = {f"params:{k}": MemoryDataset(v) for k, v in _parameters().items()}
     datasets.update(candidates=MemoryDataset(candidates), queries=MemoryDataset(queries))
@@ -104,7 +119,11 @@ def stage_catalog(upstream: dict, *stages) -> DataCatalog:
     for name, dataset in upstream.items():
         if name in produced and not name.endswith("@png"):
             continue
-        kept[name] = dataset if isinstance(dataset, (MatplotlibDataset, ImageDataset)) else MemoryDataset(copy.deepcopy(dataset.load()))
+        kept[name] = (
+            dataset
+            if isinstance(dataset, (MatplotlibDataset, ImageDataset))
+            else MemoryDataset(copy.deepcopy(dataset.load()))
+        )
     return DataCatalog(kept)
 
 
@@ -116,7 +135,9 @@ def test_registry_has_every_stage_and_default_runs_them_all():
 
 
 def test_feature_extraction_slice(upstream):
-    catalog = run(feature_extraction.create_pipeline(MODALITIES), stage_catalog(upstream, feature_extraction))
+    catalog = run(
+        feature_extraction.create_pipeline(MODALITIES), stage_catalog(upstream, feature_extraction)
+    )
     for modality, dim in (("image", 1280), ("audio", 512)):
         features = catalog[f"{modality}.candidate_features"].load()
         matrix = column_to_matrix(features.embedding)
@@ -126,7 +147,10 @@ def test_feature_extraction_slice(upstream):
         assert matrix.shape[1] == dim and np.isfinite(matrix).all()
         assert np.allclose(np.linalg.norm(matrix, axis=1), 1, atol=1e-4)
         queries = catalog[f"{modality}.query_features"].load()
-        assert column_to_matrix(queries.embedding).shape == (len(catalog[f"{modality}.queries"].load()), 384)
+        assert column_to_matrix(queries.embedding).shape == (
+            len(catalog[f"{modality}.queries"].load()),
+            384,
+        )
     assert "class_top" in catalog["image.candidate_features"].load()
 
 
@@ -143,16 +167,23 @@ def test_captioning_slice_covers_every_item_without_heldout_queries(upstream):
         features = catalog[f"{modality}.pseudo_query_features"].load()
         assert list(features.query_id) == list(pseudo.query_id)
         pairs = catalog[f"{modality}.training_pairs"].load()
-        assert set(pairs.query_id[pairs.is_validation]) == set(queries.query_id[queries.split == "validation"])
+        assert set(pairs.query_id[pairs.is_validation]) == set(
+            queries.query_id[queries.split == "validation"]
+        )
         assert not pairs.query_id.isin(queries.query_id[queries.split == "test"]).any()
-    assert {"pseudo:imagenet_labels", "pseudo:knn_transfer"} <= set(catalog["image.pseudo_queries"].load().source)
+    assert {"pseudo:imagenet_labels", "pseudo:knn_transfer"} <= set(
+        catalog["image.pseudo_queries"].load().source
+    )
 
 
 def test_dual_tower_slice_keeps_its_best_validation_epoch(upstream):
     catalog = run(dual_tower.create_pipeline(MODALITIES), stage_catalog(upstream, dual_tower))
     for modality in MODALITIES:
         checkpoint = catalog[f"{modality}.dual_tower"].load()
-        assert checkpoint["item_ids"] == catalog[f"{modality}.candidate_features"].load().item_id.tolist()
+        assert (
+            checkpoint["item_ids"]
+            == catalog[f"{modality}.candidate_features"].load().item_id.tolist()
+        )
         assert all("val_mrr10" in h for h in checkpoint["history"])
 
 
@@ -177,13 +208,20 @@ def test_identifier_stages_slice(upstream):
 
 
 def test_decoder_training_slice_writes_a_checkpoint_selected_on_validation(upstream):
-    catalog = run(decoder_training.create_pipeline(MODALITIES), stage_catalog(upstream, decoder_training))
+    catalog = run(
+        decoder_training.create_pipeline(MODALITIES), stage_catalog(upstream, decoder_training)
+    )
     for modality in MODALITIES:
         checkpoint = catalog[f"{modality}.cart_decoder"].load()
         history = catalog[f"{modality}.decoder_history"].load()
         assert len(history) == 2 and history.val_mrr10.notna().all()
-        assert checkpoint["extra"]["selected_epoch"] == int(history.epoch[history.val_mrr10.idxmax()])
-        assert checkpoint["extra"]["item_ids"] == catalog[f"{modality}.semantic_ids"].load().item_id.tolist()
+        assert checkpoint["extra"]["selected_epoch"] == int(
+            history.epoch[history.val_mrr10.idxmax()]
+        )
+        assert (
+            checkpoint["extra"]["item_ids"]
+            == catalog[f"{modality}.semantic_ids"].load().item_id.tolist()
+        )
 
 
 def test_evaluation_slice_reports_every_system_with_intervals(upstream):

@@ -26,9 +26,17 @@ def from_params(cls: type[T], params: Mapping[str, Any], **fixed: Any) -> T:
         if field.name in fixed or field.name not in params:
             continue
         value, default = params[field.name], field.default
-        if value is not None and type(default) in (bool, int, float) and not isinstance(value, type(default)):
+        if (
+            value is not None
+            and type(default) in (bool, int, float)
+            and not isinstance(value, type(default))
+        ):
             if isinstance(default, bool):
-                value = str(value).lower() in ("1", "true", "yes") if isinstance(value, str) else bool(value)
+                value = (
+                    str(value).lower() in ("1", "true", "yes")
+                    if isinstance(value, str)
+                    else bool(value)
+                )
             else:
                 value = type(default)(value)
         kwargs[field.name] = value

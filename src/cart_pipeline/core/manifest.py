@@ -86,9 +86,15 @@ def validate_manifest(
     reject(~first_row, lambda i: f"duplicate item_id (first at row {first_index[i] + 1})")
     reject(manifest.text == "", "empty text")
     unknown = ~manifest.modality.isin(known_modalities)
-    reject(unknown, lambda i: f"unknown modality {manifest.modality[i]!r} (known: {known_modalities})")
+    reject(
+        unknown, lambda i: f"unknown modality {manifest.modality[i]!r} (known: {known_modalities})"
+    )
     reject(manifest.media_path == "", "empty media_path")
-    outside = {i: why for i, path in enumerate(manifest.media_path) if path and (why := media.outside_dataset(dataset_root, path))}
+    outside = {
+        i: why
+        for i, path in enumerate(manifest.media_path)
+        if path and (why := media.outside_dataset(dataset_root, path))
+    }
     reject(manifest.index.isin(list(outside)), outside.__getitem__)
     if check_media:
         for i, row in manifest.iterrows():
@@ -115,7 +121,9 @@ def check_rejected_share(n_rows: int, rejected: pd.DataFrame, max_rejected_share
         raise ManifestError("the manifest has no data rows (a header only): nothing to ingest")
     share = len(rejected) / n_rows
     if share > max_rejected_share:
-        listing = "; ".join(f"row {r.row} ({r.item_id!r}): {r.reason}" for r in rejected.head(20).itertuples())
+        listing = "; ".join(
+            f"row {r.row} ({r.item_id!r}): {r.reason}" for r in rejected.head(20).itertuples()
+        )
         raise ManifestError(
             f"{len(rejected)} of {n_rows} manifest rows rejected "
             f"({share:.0%} > max_rejected_share {max_rejected_share:.0%}; all of them are in rejected_items.csv): {listing}"
@@ -155,7 +163,9 @@ def split_of(
     of the rows. A small corpus thus still gets a validation set big enough to select on.
     """
     draws = unit_draws(keys, seed)
-    split = pd.Series(np.where(draws < test_fraction, "test", "train"), index=keys.index, dtype=object)
+    split = pd.Series(
+        np.where(draws < test_fraction, "test", "train"), index=keys.index, dtype=object
+    )
     if validation_fraction <= 0 and min_validation_queries <= 0:
         return split
     counts = query_counts if query_counts is not None else pd.Series(1, index=keys.index)
@@ -166,9 +176,13 @@ def split_of(
         .sort_values(["draw"], kind="stable")
     )
     rows, queries = per_key["rows"].cumsum().to_numpy(), per_key["queries"].cumsum().to_numpy()
-    enough = (rows >= math.ceil(validation_fraction * len(keys))) & (queries >= min_validation_queries)
+    enough = (rows >= math.ceil(validation_fraction * len(keys))) & (
+        queries >= min_validation_queries
+    )
     n_keys = int(np.argmax(enough)) + 1 if enough.any() else len(per_key)
-    n_keys = min(n_keys, int(np.searchsorted(rows, max_validation_fraction * len(keys), side="right")))
+    n_keys = min(
+        n_keys, int(np.searchsorted(rows, max_validation_fraction * len(keys), side="right"))
+    )
     split[keys.isin(per_key.index[:n_keys])] = "validation"
     return split
 
@@ -187,23 +201,44 @@ def build_tables(
     each row's group (or item_id): a group is in the test split in every modality.
     """
     text_columns = ["text"] + sorted(
-        (c for c in valid.columns if c.startswith("text_") and c[5:].isdigit()), key=lambda c: int(c[5:])
+        (c for c in valid.columns if c.startswith("text_") and c[5:].isdigit()),
+        key=lambda c: int(c[5:]),
     )
-    split_key = valid["group"].where(valid["group"].astype(str).str.len() > 0, valid.item_id) if "group" in valid else valid.item_id
-    n_texts = (valid[text_columns].fillna("").astype(str).apply(lambda c: c.str.strip()) != "").sum(axis=1)
+    split_key = (
+        valid["group"].where(valid["group"].astype(str).str.len() > 0, valid.item_id)
+        if "group" in valid
+        else valid.item_id
+    )
+    n_texts = (valid[text_columns].fillna("").astype(str).apply(lambda c: c.str.strip()) != "").sum(
+        axis=1
+    )
     split = pd.Series("train", index=valid.index, dtype=object)
     for _, rows in valid.groupby("modality", sort=False).groups.items():
         split[rows] = split_of(
-            split_key[rows].astype(str), seed, test_fraction, validation_fraction,
-            n_texts[rows], min_validation_queries, max_validation_fraction,
+            split_key[rows].astype(str),
+            seed,
+            test_fraction,
+            validation_fraction,
+            n_texts[rows],
+            min_validation_queries,
+            max_validation_fraction,
         )
     valid = valid.assign(split=split)
 
-    metadata = [c for c in valid.columns if c not in {"item_id", "modality", "media_path", "split", *text_columns}]
-    candidates = valid[["item_id", "modality", "media_path", "split", *metadata]].sort_values("item_id")
+    metadata = [
+        c
+        for c in valid.columns
+        if c not in {"item_id", "modality", "media_path", "split", *text_columns}
+    ]
+    candidates = valid[["item_id", "modality", "media_path", "split", *metadata]].sort_values(
+        "item_id"
+    )
 
     queries = valid.melt(
-        id_vars=["item_id", "split"], value_vars=text_columns, var_name="text_column", value_name="query_text"
+        id_vars=["item_id", "split"],
+        value_vars=text_columns,
+        var_name="text_column",
+        value_name="query_text",
     ).rename(columns={"query_text": "text"})
     queries["text"] = queries["text"].fillna("").astype(str).str.strip()
     queries = queries[queries.text != ""]

@@ -28,8 +28,14 @@ def outside_dataset(root: str | Path, media_path: str) -> str | None:
     symlink that resolves outside would let a manifest row read any file the process can, and
     the report would embed it in a page meant to be shared.
     """
-    if PurePosixPath(media_path).is_absolute() or PureWindowsPath(media_path).drive or media_path.startswith("\\"):
-        return f"media_path {media_path!r} is absolute; media paths are relative to the dataset folder"
+    if (
+        PurePosixPath(media_path).is_absolute()
+        or PureWindowsPath(media_path).drive
+        or media_path.startswith("\\")
+    ):
+        return (
+            f"media_path {media_path!r} is absolute; media paths are relative to the dataset folder"
+        )
     root = Path(root).resolve()
     if not (root / media_path).resolve().is_relative_to(root):
         return f"media_path {media_path!r} points outside the dataset folder"
@@ -64,7 +70,9 @@ def _high_bit_depth_to_8bit(img: Image.Image) -> Image.Image:
         scaled = values * 255.0  # float images in [0, 1]
     else:
         scaled = values / 257.0  # 65535 -> 255, the 16-bit range of 'I;16' and PNG's 'I'
-    return Image.fromarray(np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
+    return Image.fromarray(
+        np.clip(np.nan_to_num(scaled), 0, 255).astype(np.uint8)
+    )  # 2-D uint8: mode L
 
 
 def load_image_rgb(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
@@ -103,7 +111,9 @@ def load_image_rgb(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Imag
         raise _fail("image", path, err) from err
 
 
-def load_audio_mono(path: str | Path, sample_rate: int, max_seconds: float | None = MAX_AUDIO_SECONDS) -> np.ndarray:
+def load_audio_mono(
+    path: str | Path, sample_rate: int, max_seconds: float | None = MAX_AUDIO_SECONDS
+) -> np.ndarray:
     """Decode audio to a mono float32 waveform at ``sample_rate`` (channels averaged).
 
     Only the first ``max_seconds`` are decoded (None = all); a longer file is logged as cut.
@@ -121,7 +131,12 @@ def load_audio_mono(path: str | Path, sample_rate: int, max_seconds: float | Non
     except Exception as err:
         raise _fail("audio", path, err) from err
     if frames > limit:
-        logger.warning("audio %s is %.0f s long; only its first %.0f s are used (max_seconds)", Path(path).name, frames / rate, max_seconds)
+        logger.warning(
+            "audio %s is %.0f s long; only its first %.0f s are used (max_seconds)",
+            Path(path).name,
+            frames / rate,
+            max_seconds,
+        )
     if signal.size == 0:
         raise MediaDecodeError(f"empty audio {Path(path).name}: no samples")
     mono = signal.mean(axis=1)  # (n,) the 'mix' downmix essentia's loader uses too

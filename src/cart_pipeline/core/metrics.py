@@ -51,7 +51,9 @@ def pessimistic_ranks(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
     return (scores >= own).sum(1)  # the relevant item itself is one of them
 
 
-def relevant_ranks(rankings: pd.DataFrame, relevant: pd.DataFrame, depth: int | None = None) -> pd.Series:
+def relevant_ranks(
+    rankings: pd.DataFrame, relevant: pd.DataFrame, depth: int | None = None
+) -> pd.Series:
     """Rank of each query's best relevant item, by query_id; depth+1 when it is not returned
     or ranks below ``depth`` (default: the table's deepest rank), e.g. behind tied items.
 
@@ -60,12 +62,18 @@ def relevant_ranks(rankings: pd.DataFrame, relevant: pd.DataFrame, depth: int | 
     """
     depth = depth if depth is not None else int(rankings["rank"].max()) if len(rankings) else 0
     queries = pd.Index(relevant.query_id.unique(), name="query_id")
-    flagged = rankings.merge(relevant[["query_id", "item_id"]].assign(is_relevant=True), on=["query_id", "item_id"], how="left")
+    flagged = rankings.merge(
+        relevant[["query_id", "item_id"]].assign(is_relevant=True),
+        on=["query_id", "item_id"],
+        how="left",
+    )
     flagged["is_relevant"] = flagged["is_relevant"].fillna(False).astype(bool)
     best = flagged[flagged.is_relevant].groupby("query_id")["score"].max().rename("best")
     others = flagged[~flagged.is_relevant].merge(best, left_on="query_id", right_index=True)
     beaten_or_tied = (others.score >= others.best).groupby(others.query_id).sum()
-    ranks = (1 + beaten_or_tied.reindex(best.index, fill_value=0)).reindex(queries, fill_value=depth + 1)
+    ranks = (1 + beaten_or_tied.reindex(best.index, fill_value=0)).reindex(
+        queries, fill_value=depth + 1
+    )
     return ranks.clip(upper=depth + 1).astype(np.int64)
 
 
@@ -95,7 +103,9 @@ def metrics_from_ranks(
         out[name] = float(values.mean())
         out[f"{name}_ci95"] = _percentiles(values[idx].mean(1)) if n_boot else [out[name]] * 2
     out["median_rank"] = float(np.median(ranks))
-    out["median_rank_ci95"] = _percentiles(np.median(ranks[idx], axis=1)) if n_boot else [out["median_rank"]] * 2
+    out["median_rank_ci95"] = (
+        _percentiles(np.median(ranks[idx], axis=1)) if n_boot else [out["median_rank"]] * 2
+    )
     out["n_queries"] = int(n)
     return out
 
@@ -113,7 +123,9 @@ def paired_comparison(
 
     ranks_a, ranks_b = np.asarray(ranks_a, np.int64), np.asarray(ranks_b, np.int64)
     if ranks_a.shape != ranks_b.shape:
-        raise ValueError(f"paired comparison needs the same queries: {ranks_a.shape} vs {ranks_b.shape}")
+        raise ValueError(
+            f"paired comparison needs the same queries: {ranks_a.shape} vs {ranks_b.shape}"
+        )
     n = len(ranks_a)
     if n == 0:
         return {}
@@ -130,8 +142,15 @@ def paired_comparison(
             "p_bootstrap": float(min(1.0, p)),
         }
         if name.startswith("R@"):
-            a_only, b_only = int(((a[name] == 1) & (b[name] == 0)).sum()), int(((a[name] == 0) & (b[name] == 1)).sum())
-            entry.update(a_only=a_only, b_only=b_only, p_sign=float(binomtest(a_only, a_only + b_only).pvalue) if a_only + b_only else 1.0)
+            a_only, b_only = (
+                int(((a[name] == 1) & (b[name] == 0)).sum()),
+                int(((a[name] == 0) & (b[name] == 1)).sum()),
+            )
+            entry.update(
+                a_only=a_only,
+                b_only=b_only,
+                p_sign=float(binomtest(a_only, a_only + b_only).pvalue) if a_only + b_only else 1.0,
+            )
         out[name] = entry
     return out
 
@@ -159,14 +178,20 @@ def rankings_frame(
     return frame.drop(columns="item_index").reset_index(drop=True)
 
 
-def same_description_relevance(queries: pd.DataFrame, human_queries: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
+def same_description_relevance(
+    queries: pd.DataFrame, human_queries: pd.DataFrame, item_ids: np.ndarray
+) -> pd.DataFrame:
     """(query_id, item_id) relevant pairs: each query's own item, plus every indexed item with
     a human text equal to the query after normalising case and punctuation ("The letter P."
     describes the filled and the outlined P alike). Evaluation only; strict stays the headline."""
     from cart_pipeline.core.pairs import normalise_text
 
     indexed = human_queries[human_queries.item_id.isin(item_ids)]
-    described = pd.DataFrame({"norm": normalise_text(indexed.text), "item_id": indexed.item_id}).drop_duplicates()
+    described = pd.DataFrame(
+        {"norm": normalise_text(indexed.text), "item_id": indexed.item_id}
+    ).drop_duplicates()
     asked = pd.DataFrame({"query_id": queries.query_id, "norm": normalise_text(queries.text)})
     same = asked.merge(described, on="norm")[["query_id", "item_id"]]
-    return pd.concat([queries[["query_id", "item_id"]], same]).drop_duplicates().reset_index(drop=True)
+    return (
+        pd.concat([queries[["query_id", "item_id"]], same]).drop_duplicates().reset_index(drop=True)
+    )

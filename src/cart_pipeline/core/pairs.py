@@ -18,7 +18,9 @@ class LeakageError(AssertionError):
 
 
 def training_pairs(
-    human_queries: pd.DataFrame, pseudo_queries: pd.DataFrame, pseudo_per_described_item: int | None = None
+    human_queries: pd.DataFrame,
+    pseudo_queries: pd.DataFrame,
+    pseudo_per_described_item: int | None = None,
 ) -> pd.DataFrame:
     """Training pairs, plus the validation queries flagged ``is_validation``.
 
@@ -32,7 +34,9 @@ def training_pairs(
     """
     human = human_queries[human_queries.split.isin(["train", "validation"])]
     if pseudo_per_described_item is not None:
-        described = pseudo_queries.item_id.isin(human_queries.item_id[human_queries.split == "train"])
+        described = pseudo_queries.item_id.isin(
+            human_queries.item_id[human_queries.split == "train"]
+        )
         rank = pseudo_queries.groupby(["item_id", "source"], sort=False).cumcount()
         pseudo_queries = pseudo_queries[~described | (rank < int(pseudo_per_described_item))]
     pairs = pd.concat(
@@ -102,7 +106,9 @@ def assert_no_heldout_leak(pairs: pd.DataFrame, human_queries: pd.DataFrame) -> 
         )
 
 
-def text_features_of(query_ids: pd.Series | np.ndarray, *feature_tables: pd.DataFrame) -> np.ndarray:
+def text_features_of(
+    query_ids: pd.Series | np.ndarray, *feature_tables: pd.DataFrame
+) -> np.ndarray:
     """(n, D) pooled text embeddings of ``query_ids``, looked up in (query_id, embedding) tables."""
     from cart_pipeline.core.tables import column_to_matrix
 

@@ -265,7 +265,9 @@ def _metrics_section(metrics: Mapping[str, Any], systems: list[str]) -> str:
                 text = f"<b>{text}</b>" if is_best else text
                 ci = _lookup(values, f"{key}_ci95")
                 if isinstance(ci, (list, tuple)) and len(ci) == 2 and fmt is _fmt_percent:
-                    text += f'<br><small class="ci">[{_esc(fmt(ci[0]))}, {_esc(fmt(ci[1]))}]</small>'
+                    text += (
+                        f'<br><small class="ci">[{_esc(fmt(ci[0]))}, {_esc(fmt(ci[1]))}]</small>'
+                    )
                 cells.append(f'<td class="num">{text}</td>')
             group_cell = (
                 f'<th class="group" rowspan="{len(group_systems)}">{_esc(group)}</th>'
@@ -315,7 +317,9 @@ def _comparisons_section(comparisons: Mapping[str, Any]) -> str:
         for pair, by_metric in (pairs or {}).items():
             for metric, c in (by_metric or {}).items():
                 ci = c.get("diff_ci95") or [None, None]
-                sign = f"{c['a_only']} / {c['b_only']}, p={c['p_sign']:.3g}" if "p_sign" in c else "–"
+                sign = (
+                    f"{c['a_only']} / {c['b_only']}, p={c['p_sign']:.3g}" if "p_sign" in c else "–"
+                )
                 p_boot = f"{c['p_bootstrap']:.3g}" if "p_bootstrap" in c else "–"
                 rows.append(
                     f"<tr><td>{_esc(group)}</td><td>{_esc(pair.replace('_vs_', ' vs '))}</td><td>{_esc(metric)}</td>"

@@ -53,7 +53,9 @@ def int_lists_column(rows: np.ndarray | list, index: pd.Index | None = None) -> 
     """(N, M) int matrix or ragged list of int lists -> Series of Arrow ``list<int32>``."""
     if isinstance(rows, np.ndarray) and rows.ndim == 2:  # a matrix: offsets, no per-row lists
         n, m = rows.shape
-        offsets = pa.array(np.arange(0, n * m + 1, m, dtype=np.int32) if m else np.zeros(n + 1, np.int32))
+        offsets = pa.array(
+            np.arange(0, n * m + 1, m, dtype=np.int32) if m else np.zeros(n + 1, np.int32)
+        )
         arrow = pa.ListArray.from_arrays(offsets, pa.array(rows.reshape(-1).astype(np.int32)))
     else:
         arrow = pa.array([list(map(int, r)) for r in rows], type=pa.list_(pa.int32()))
@@ -68,10 +70,14 @@ def int_lists_to_matrix(column: pd.Series) -> np.ndarray:
         arrow = pa.chunked_array(column.array._pa_array).combine_chunks()
         lengths = arrow.value_lengths().to_numpy(zero_copy_only=False)
         if lengths.min() != lengths.max():
-            raise ValueError(f"lists of different lengths ({lengths.min()}..{lengths.max()}) are not a matrix")
+            raise ValueError(
+                f"lists of different lengths ({lengths.min()}..{lengths.max()}) are not a matrix"
+            )
         flat = arrow.flatten().to_numpy(zero_copy_only=False)
         return flat.astype(np.int64).reshape(len(column), int(lengths[0]))
-    return np.array([np.asarray(v, dtype=np.int64) for v in column.to_numpy()], dtype=np.int64).reshape(len(column), -1)
+    return np.array(
+        [np.asarray(v, dtype=np.int64) for v in column.to_numpy()], dtype=np.int64
+    ).reshape(len(column), -1)
 
 
 def read_parquet(path) -> pd.DataFrame:

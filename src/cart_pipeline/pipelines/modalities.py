@@ -45,13 +45,12 @@ def per_modality(
     `params:<modality>.modality`.
     """
     # Kedro refuses to map a parameter the template does not use.
-    parameters = (SHARED_PARAMETERS | {f"params:{p}" for p in shared_parameters}) & template.inputs()
+    parameters = (
+        SHARED_PARAMETERS | {f"params:{p}" for p in shared_parameters}
+    ) & template.inputs()
     inputs = dict(shared_inputs) if isinstance(shared_inputs, dict) else set(shared_inputs)
     return sum(
-        (
-            pipeline(template, namespace=m, inputs=inputs, parameters=parameters)
-            for m in modalities
-        ),
+        (pipeline(template, namespace=m, inputs=inputs, parameters=parameters) for m in modalities),
         Pipeline([]),
     )
 

@@ -20,16 +20,40 @@ def corpus():
     split = ["train"] * 4 + ["test"] * 2 + ["validation"]
     angles = np.array([0.0, 0.1, 1.0, 1.1, 0.05, 1.05, 1.04])
     features = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
-    candidates = pd.DataFrame({"item_id": ids, "modality": "image", "media_path": "x.jpg", "split": split})
-    texts = ["A brown hen.", "A red hen.", "A blue car.", "A green car.", "a brown HEN", "A yellow car.", "a GREEN car!"]
-    queries = pd.DataFrame({"query_id": [f"q:{i}" for i in ids], "item_id": ids, "text": texts, "split": split, "source": "human"})
+    candidates = pd.DataFrame(
+        {"item_id": ids, "modality": "image", "media_path": "x.jpg", "split": split}
+    )
+    texts = [
+        "A brown hen.",
+        "A red hen.",
+        "A blue car.",
+        "A green car.",
+        "a brown HEN",
+        "A yellow car.",
+        "a GREEN car!",
+    ]
+    queries = pd.DataFrame(
+        {
+            "query_id": [f"q:{i}" for i in ids],
+            "item_id": ids,
+            "text": texts,
+            "split": split,
+            "source": "human",
+        }
+    )
     return candidates, queries, features_frame(ids, features, encoder="test")
 
 
 def run(corpus, policy: str):
     candidates, queries, features = corpus
-    params = {"captioners": {"image": [{"name": "knn_transfer", "n": 1}]}, "heldout_query_matches": policy, "spare_captions": 1}
-    return generate_pseudo_queries(candidates, queries, features, params, {"name": "all-MiniLM-L6-v2"}, "image", ".", 0)
+    params = {
+        "captioners": {"image": [{"name": "knn_transfer", "n": 1}]},
+        "heldout_query_matches": policy,
+        "spare_captions": 1,
+    }
+    return generate_pseudo_queries(
+        candidates, queries, features, params, {"name": "all-MiniLM-L6-v2"}, "image", ".", 0
+    )
 
 
 def test_a_caption_equal_to_its_items_heldout_query_is_dropped_and_replaced(corpus):
@@ -50,14 +74,27 @@ def test_validation_queries_are_never_captioner_input_nor_training_pairs(corpus)
     candidates, queries, _ = corpus
     validation = queries[queries.split == "validation"]
     with pytest.raises(ValueError, match="only read human queries of train items"):
-        CaptionContext(candidates, np.zeros((7, 2), np.float32), pd.concat([queries[queries.split == "train"], validation])[["item_id", "text", "split"]])
+        CaptionContext(
+            candidates,
+            np.zeros((7, 2), np.float32),
+            pd.concat([queries[queries.split == "train"], validation])[
+                ["item_id", "text", "split"]
+            ],
+        )
     pseudo, _ = run(corpus, "drop")
     pairs = training_pairs(queries, pseudo)
     trained = pairs[~pairs.is_validation]
     assert not trained.query_id.isin(validation.query_id).any()
     assert pairs[pairs.is_validation].query_id.tolist() == validation.query_id.tolist()
     # a validation text planted as a pseudo-query of its own item is refused
-    planted = pd.DataFrame({"query_id": ["pq:v1"], "item_id": ["v1"], "text": ["A green car"], "source": ["pseudo:planted"]})
+    planted = pd.DataFrame(
+        {
+            "query_id": ["pq:v1"],
+            "item_id": ["v1"],
+            "text": ["A green car"],
+            "source": ["pseudo:planted"],
+        }
+    )
     with pytest.raises(LeakageError, match="held-out"):
         training_pairs(queries, planted)
 
@@ -71,15 +108,28 @@ def test_captioning_is_deterministic(corpus):
 def test_knn_transfer_cannot_be_given_test_queries(corpus):
     candidates, queries, features = corpus
     with pytest.raises(ValueError, match="only read human queries of train items"):
-        CaptionContext(candidates, np.zeros((7, 2), np.float32), queries[["item_id", "text", "split"]])
-    context = CaptionContext(candidates, np.eye(7, 2, dtype=np.float32), queries[queries.split == "train"][["item_id", "text", "split"]])
+        CaptionContext(
+            candidates, np.zeros((7, 2), np.float32), queries[["item_id", "text", "split"]]
+        )
+    context = CaptionContext(
+        candidates,
+        np.eye(7, 2, dtype=np.float32),
+        queries[queries.split == "train"][["item_id", "text", "split"]],
+    )
     frame, _ = knn_transfer(context, n=2)
     assert set(frame.text) <= set(queries[queries.split == "train"].text)
 
 
 def test_a_planted_leak_in_the_training_pairs_fails(corpus):
     _, queries, _ = corpus
-    planted = pd.DataFrame({"query_id": ["pq:t2"], "item_id": ["t2"], "text": ["a yellow car"], "source": ["pseudo:planted"]})
+    planted = pd.DataFrame(
+        {
+            "query_id": ["pq:t2"],
+            "item_id": ["t2"],
+            "text": ["a yellow car"],
+            "source": ["pseudo:planted"],
+        }
+    )
     with pytest.raises(LeakageError):
         training_pairs(queries, planted)
     assert_no_heldout_leak(planted.assign(item_id="a"), queries)  # same text, other item: fine
@@ -101,7 +151,10 @@ def test_described_items_keep_at_most_their_best_pseudo_queries(corpus):
     assert kept[kept.item_id == "a"].text.tolist() == ["one"]
     assert kept[kept.item_id == "t1"].text.tolist() == ["one", "two", "three"]
     none = training_pairs(queries, pseudo, pseudo_per_described_item=0)
-    assert not none.query_id.str.startswith("pq:a:").any() and none.query_id.str.startswith("pq:t1:").sum() == 3
+    assert (
+        not none.query_id.str.startswith("pq:a:").any()
+        and none.query_id.str.startswith("pq:t1:").sum() == 3
+    )
 
 
 def test_imagenet_labels_name_the_garbage_truck(default_manifest):
@@ -110,8 +163,16 @@ def test_imagenet_labels_name_the_garbage_truck(default_manifest):
     from cart_pipeline.core.encoders.image import imagenet_class_names
 
     assert imagenet_class_names()[569].startswith("garbage truck")
-    truck = default_manifest[default_manifest.item_id == "image:vehicles/garbagetruck"].assign(split="train")
-    context = CaptionContext(truck, np.ones((1, 2), np.float32), truck.iloc[:0].assign(split=[]), class_top=np.array([[569, 407, 675]]), class_prob=np.array([[0.78, 0.04, 0.03]]))
+    truck = default_manifest[default_manifest.item_id == "image:vehicles/garbagetruck"].assign(
+        split="train"
+    )
+    context = CaptionContext(
+        truck,
+        np.ones((1, 2), np.float32),
+        truck.iloc[:0].assign(split=[]),
+        class_top=np.array([[569, 407, 675]]),
+        class_prob=np.array([[0.78, 0.04, 0.03]]),
+    )
     captions, problems = imagenet_labels(context, n=3)
     assert not problems
     assert captions.text.iloc[0] == "a picture of a garbage truck"
@@ -126,7 +187,9 @@ def test_dual_tower_retrieval_captions_from_train_texts_and_class_names_only(cor
     candidates, queries, features = corpus
     train = queries[queries.split == "train"][["item_id", "text", "split"]]
     matrix = np.stack(features.embedding.to_numpy()).astype(np.float32)
-    context = CaptionContext(candidates, matrix, train, text_encoder=load_encoder({"name": "all-MiniLM-L6-v2"}), seed=0)
+    context = CaptionContext(
+        candidates, matrix, train, text_encoder=load_encoder({"name": "all-MiniLM-L6-v2"}), seed=0
+    )
     frame, problems = dual_tower_retrieval(context, n=2, epochs=40)
     assert not problems and frame.groupby("item_id").size().eq(2).all() and len(frame) == 14
     pool = set(train.text) | set(imagenet_descriptions())

@@ -23,7 +23,9 @@ KNOWN = ["image", "audio", "video"]
 
 
 @pytest.fixture
-def small_dataset(tmp_path: Path, default_manifest: pd.DataFrame, default_dataset: Path) -> tuple[Path, pd.DataFrame]:
+def small_dataset(
+    tmp_path: Path, default_manifest: pd.DataFrame, default_dataset: Path
+) -> tuple[Path, pd.DataFrame]:
     """A copy of 8 shipped images and 4 shipped sounds with their manifest rows."""
     rows = pd.concat(
         [
@@ -76,9 +78,17 @@ def test_bad_rows_are_rejected_with_reasons_and_the_rest_ingested(small_dataset)
         [
             {**rows.iloc[0].to_dict()},  # duplicate id
             {**rows.iloc[1].to_dict(), "item_id": "image:missing", "media_path": "images/nope.png"},
-            {**rows.iloc[2].to_dict(), "item_id": "image:corrupt", "media_path": "images/corrupt.png"},
+            {
+                **rows.iloc[2].to_dict(),
+                "item_id": "image:corrupt",
+                "media_path": "images/corrupt.png",
+            },
             {**rows.iloc[3].to_dict(), "item_id": "image:empty-text", "text": "   "},
-            {**rows.iloc[8].to_dict(), "item_id": "audio:corrupt", "media_path": "audio/corrupt.ogg"},
+            {
+                **rows.iloc[8].to_dict(),
+                "item_id": "audio:corrupt",
+                "media_path": "audio/corrupt.ogg",
+            },
             {**rows.iloc[4].to_dict(), "item_id": "image:odd", "modality": "smell"},
         ]
     )
@@ -111,14 +121,26 @@ def test_media_paths_outside_the_dataset_folder_are_rejected(small_dataset, tmp_
         "image:etc": "../../../../../../etc/passwd",
     }
     extra = pd.DataFrame(
-        [{**rows.iloc[0].to_dict(), "item_id": item_id, "media_path": path} for item_id, path in escapes.items()]
-        + [{**rows.iloc[1].to_dict(), "item_id": "image:symlink-inside", "media_path": "images/link-inside.png"}]
+        [
+            {**rows.iloc[0].to_dict(), "item_id": item_id, "media_path": path}
+            for item_id, path in escapes.items()
+        ]
+        + [
+            {
+                **rows.iloc[1].to_dict(),
+                "item_id": "image:symlink-inside",
+                "media_path": "images/link-inside.png",
+            }
+        ]
     )
     valid, rejected = validate(pd.concat([rows, extra], ignore_index=True), root, max_share=0.5)
 
     reasons = dict(zip(rejected.item_id, rejected.reason, strict=True))
     assert set(reasons) == set(escapes), "only the escaping rows are rejected"
-    assert "is absolute" in reasons["image:absolute"] and "is absolute" in reasons["image:windows-drive"]
+    assert (
+        "is absolute" in reasons["image:absolute"]
+        and "is absolute" in reasons["image:windows-drive"]
+    )
     for item_id in ("image:dotdot", "image:symlink", "image:etc"):
         assert "outside the dataset folder" in reasons[item_id]
     assert "image:symlink-inside" in set(valid.item_id), "a symlink that stays inside is fine"
@@ -147,14 +169,25 @@ def test_validation_split_is_carved_beside_test_and_grows_to_enough_queries():
     split = split_of(keys, 7, 0.2, validation_fraction=0.1)
     assert split.equals(split_of(keys, 7, 0.2, validation_fraction=0.1))
     assert (split == "validation").sum() == 100, "exactly the requested share of items"
-    assert split[split == "test"].index.equals(split_of(keys, 7, 0.2)[lambda s: s == "test"].index), "test does not move"
+    assert split[split == "test"].index.equals(
+        split_of(keys, 7, 0.2)[lambda s: s == "test"].index
+    ), "test does not move"
     # a small corpus: 10 % would be 5 items; raised to 30 queries, never above the cap
     small = keys.head(50)
-    assert (split_of(small, 7, 0.2, 0.1, min_validation_queries=30, max_validation_fraction=0.9) == "validation").sum() == 30
-    assert (split_of(small, 7, 0.2, 0.1, min_validation_queries=30, max_validation_fraction=0.25) == "validation").sum() == 12
+    assert (
+        split_of(small, 7, 0.2, 0.1, min_validation_queries=30, max_validation_fraction=0.9)
+        == "validation"
+    ).sum() == 30
+    assert (
+        split_of(small, 7, 0.2, 0.1, min_validation_queries=30, max_validation_fraction=0.25)
+        == "validation"
+    ).sum() == 12
     # queries per item count: 3 queries an item -> 10 items hold 30 queries
     three = pd.Series(3, index=small.index)
-    assert (split_of(small, 7, 0.2, 0.1, three, min_validation_queries=30, max_validation_fraction=0.9) == "validation").sum() == 10
+    assert (
+        split_of(small, 7, 0.2, 0.1, three, min_validation_queries=30, max_validation_fraction=0.9)
+        == "validation"
+    ).sum() == 10
 
 
 def test_splits_are_carved_per_modality_and_a_group_is_test_everywhere():
@@ -167,9 +200,13 @@ def test_splits_are_carved_per_modality_and_a_group_is_test_everywhere():
             "group": [f"s{i}" for i in range(300) for _ in range(2)][:400],
         }
     )
-    candidates, queries = build_tables(valid, seed=3, test_fraction=0.2, validation_fraction=0.1, min_validation_queries=30)
+    candidates, queries = build_tables(
+        valid, seed=3, test_fraction=0.2, validation_fraction=0.1, min_validation_queries=30
+    )
     counts = candidates.groupby(["modality", "split"]).size().unstack()
-    assert counts.loc["image", "validation"] == 30 and counts.loc["audio", "validation"] == 30  # 10 % = 20 < 30
+    assert (
+        counts.loc["image", "validation"] == 30 and counts.loc["audio", "validation"] == 30
+    )  # 10 % = 20 < 30
     group = candidates.item_id.str.split(":").str[1]
     test_groups = candidates[candidates.split == "test"].groupby(group).modality.nunique()
     paired = candidates.groupby(group).size() == 2
@@ -188,7 +225,11 @@ def test_group_keeps_picture_and_sound_of_one_stamp_together():
         }
     )
     candidates, _ = build_tables(valid, seed=3, test_fraction=0.3)
-    by_group = candidates.assign(group=candidates.item_id.str.split(":").str[1]).groupby("group").split.nunique()
+    by_group = (
+        candidates.assign(group=candidates.item_id.str.split(":").str[1])
+        .groupby("group")
+        .split.nunique()
+    )
     assert (by_group == 1).all()
 
 
@@ -248,4 +289,6 @@ def test_a_stopped_ingest_still_writes_this_runs_rejects(small_dataset, tmp_path
 def test_a_header_only_manifest_says_so(small_dataset, tmp_path):
     root, rows = small_dataset
     with pytest.raises(ManifestError, match="no data rows"):
-        SequentialRunner().run(create_pipeline(), ingest_catalog(rows.head(0), root, tmp_path / "rejects.csv"))
+        SequentialRunner().run(
+            create_pipeline(), ingest_catalog(rows.head(0), root, tmp_path / "rejects.csv")
+        )

@@ -42,4 +42,11 @@ def get_captioner(name: str) -> Captioner:
         ) from None
 
 
-__all__ = ["CAPTIONERS", "CaptionContext", "dual_tower_retrieval", "get_captioner", "imagenet_labels", "knn_transfer"]
+__all__ = [
+    "CAPTIONERS",
+    "CaptionContext",
+    "dual_tower_retrieval",
+    "get_captioner",
+    "imagenet_labels",
+    "knn_transfer",
+]

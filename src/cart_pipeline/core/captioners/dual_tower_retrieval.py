@@ -27,7 +27,9 @@ def imagenet_descriptions() -> list[str]:
     from .imagenet_labels import _with_article
 
     names = [name.split(",")[0].strip() for name in imagenet_class_names()]
-    return list(dict.fromkeys(f"{_with_article(n)[0].upper()}{_with_article(n)[1:]}." for n in names))
+    return list(
+        dict.fromkeys(f"{_with_article(n)[0].upper()}{_with_article(n)[1:]}." for n in names)
+    )
 
 
 def dual_tower_retrieval(
@@ -47,7 +49,9 @@ def dual_tower_retrieval(
 
     encoder = context.text_encoder
     if encoder is None:
-        raise ValueError("dual_tower_retrieval needs the text encoder (CaptionContext.text_encoder)")
+        raise ValueError(
+            "dual_tower_retrieval needs the text encoder (CaptionContext.text_encoder)"
+        )
     unknown = set(pool) - set(POOLS)
     if unknown:
         raise ValueError(f"unknown text pool(s) {sorted(unknown)}; known: {list(POOLS)}")
@@ -55,7 +59,9 @@ def dual_tower_retrieval(
     queries = context.train_queries
     if queries.empty:
         reason = "no human queries of train items to learn from"
-        return pd.DataFrame(columns=CAPTION_COLUMNS), [(item, reason) for item in candidates.item_id]
+        return pd.DataFrame(columns=CAPTION_COLUMNS), [
+            (item, reason) for item in candidates.item_id
+        ]
 
     row_of = pd.Series(np.arange(len(candidates)), index=candidates.item_id)
     texts = list(dict.fromkeys(queries.text))
@@ -70,12 +76,26 @@ def dual_tower_retrieval(
         patience=epochs,  # no validation set here (captioners never read held-out queries)
         seed=context.seed,
     )
-    tower, _ = train_dual_tower(text_features[pair_text], row_of.loc[queries.item_id].to_numpy(), context.features, config)
+    tower, _ = train_dual_tower(
+        text_features[pair_text], row_of.loc[queries.item_id].to_numpy(), context.features, config
+    )
 
-    pool_texts = (texts if "train_texts" in pool else []) + (imagenet_descriptions() if "imagenet_classes" in pool else [])
+    pool_texts = (texts if "train_texts" in pool else []) + (
+        imagenet_descriptions() if "imagenet_classes" in pool else []
+    )
     pool_texts = list(dict.fromkeys(pool_texts))
-    pool_features = np.concatenate([text_features, encoder.encode(pool_texts[len(texts) :])]) if "train_texts" in pool else encoder.encode(pool_texts)
-    scores = (embed_items(tower, context.features) @ embed_texts(tower, pool_features).T).numpy()  # (N, pool)
+    pool_features = (
+        np.concatenate([text_features, encoder.encode(pool_texts[len(texts) :])])
+        if "train_texts" in pool
+        else encoder.encode(pool_texts)
+    )
+    scores = (
+        embed_items(tower, context.features) @ embed_texts(tower, pool_features).T
+    ).numpy()  # (N, pool)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :n]
-    rows = [(item, pool_texts[j], SOURCE) for item, picks in zip(candidates.item_id, top, strict=True) for j in picks]
+    rows = [
+        (item, pool_texts[j], SOURCE)
+        for item, picks in zip(candidates.item_id, top, strict=True)
+        for j in picks
+    ]
     return pd.DataFrame(rows, columns=CAPTION_COLUMNS), []

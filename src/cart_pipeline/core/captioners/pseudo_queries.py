@@ -48,12 +48,22 @@ def pseudo_queries(
     for name, captioner, n, kwargs in captioners:
         wanted[f"pseudo:{name}"] = n
         frame, failed = captioner(context, n=n + spare_captions, **kwargs)
-        logger.info("%s: %d pseudo-queries for %d items, %d items not captioned", name, len(frame), frame.item_id.nunique(), len(failed))
+        logger.info(
+            "%s: %d pseudo-queries for %d items, %d items not captioned",
+            name,
+            len(frame),
+            frame.item_id.nunique(),
+            len(failed),
+        )
         frames.append(frame)
         problems += [(item, f"{name}: {reason}") for item, reason in failed]
     pseudo = pd.concat(frames, ignore_index=True)
     pseudo = pseudo[pseudo.text.str.strip() != ""]
-    pseudo = pseudo.assign(norm=normalise_text(pseudo.text)).drop_duplicates(["item_id", "norm"]).drop(columns="norm")
+    pseudo = (
+        pseudo.assign(norm=normalise_text(pseudo.text))
+        .drop_duplicates(["item_id", "norm"])
+        .drop(columns="norm")
+    )
 
     matches = heldout_matches(pseudo, human_queries)
     if matches.any() and heldout_policy == "fail":
@@ -68,13 +78,21 @@ def pseudo_queries(
 
     # stable sort: within an item and captioner the captioner's own order (best first) stays,
     # and the counter in the query id is that rank
-    pseudo = pseudo.merge(corpus[["item_id", "split"]], on="item_id").sort_values(["item_id", "source"], kind="stable")
+    pseudo = pseudo.merge(corpus[["item_id", "split"]], on="item_id").sort_values(
+        ["item_id", "source"], kind="stable"
+    )
     counter = pseudo.groupby(["item_id", "source"]).cumcount().astype(str)
-    pseudo["query_id"] = "pq:" + pseudo.item_id + ":" + pseudo.source.str.removeprefix("pseudo:") + ":" + counter
+    pseudo["query_id"] = (
+        "pq:" + pseudo.item_id + ":" + pseudo.source.str.removeprefix("pseudo:") + ":" + counter
+    )
     pseudo = pseudo[QUERY_COLUMNS].reset_index(drop=True)
 
     uncovered = sorted(set(corpus.item_id) - set(pseudo.item_id))
-    reasons = {item: [r for i, r in problems if i == item] or ["every caption was dropped by the held-out guard"] for item in uncovered}
+    reasons = {
+        item: [r for i, r in problems if i == item]
+        or ["every caption was dropped by the held-out guard"]
+        for item in uncovered
+    }
     for item in uncovered:
         logger.warning("%s has no pseudo-query: %s", item, "; ".join(reasons[item]))
     held_out = human_queries[human_queries.split.isin(["validation", "test"])]

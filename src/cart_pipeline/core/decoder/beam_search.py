@@ -135,7 +135,9 @@ def score_all_identifiers(
             tgt = ids[start : start + chunk].expand(B, -1, -1)  # (B, n, L)
             logits = model.logits_for(mem, tgt)  # (B, n, L, V)
             if trie is not None:
-                allowed = trie_allowed(trie.to(device), ids[start : start + chunk], model.cfg.vocab_size)
+                allowed = trie_allowed(
+                    trie.to(device), ids[start : start + chunk], model.cfg.vocab_size
+                )
                 logits = logits.masked_fill(~allowed, float("-inf"))  # (n, L, V) broadcast over B
             logp = F.log_softmax(logits, dim=-1)
             out.append(logp.gather(-1, tgt[..., None]).squeeze(-1).sum(-1))  # (B, n)

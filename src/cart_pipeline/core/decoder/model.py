@@ -93,7 +93,9 @@ class DecoderConfig:
                 f"tune_text_layers must be in [0, {self.text_layers - 1}], got {self.tune_text_layers}"
             )
         if self.tune_text_layers and not self.text_layer_config:
-            raise ValueError("tune_text_layers > 0 needs text_layer_config (the encoder's layer sizes)")
+            raise ValueError(
+                "tune_text_layers > 0 needs text_layer_config (the encoder's layer sizes)"
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)

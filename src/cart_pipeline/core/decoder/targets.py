@@ -46,7 +46,11 @@ def prefix_soft_targets(
 
 
 def dual_tower_targets(
-    tower, text_features: np.ndarray, item_features: np.ndarray, top_k: int, temperature: float | None = None
+    tower,
+    text_features: np.ndarray,
+    item_features: np.ndarray,
+    top_k: int,
+    temperature: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, K) items and probabilities: the tower's top-K for each text (``item_features`` rows
     in identifier order); ``temperature`` None = the tower's own learned temperature."""

@@ -163,7 +163,9 @@ def batch_memory(
 
 def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """log-softmax over the allowed entries only, the others set to 0 so products with p are safe."""
-    return torch.where(allowed, F.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1), 0.0)
+    return torch.where(
+        allowed, F.log_softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1), 0.0
+    )
 
 
 def consistency_loss(
@@ -339,7 +341,9 @@ def train_decoder(
             # or with trie_softmax the valid continuations of each target's prefix (b, L, V)
             allowed = item_allowed[pair_items] if model.cfg.trie_softmax else model.allowed
             soft = (
-                prefix_soft_targets(targets_all, pair_items, soft_items[pairs], soft_probs[pairs], V)
+                prefix_soft_targets(
+                    targets_all, pair_items, soft_items[pairs], soft_probs[pairs], V
+                )
                 if use_soft
                 else None
             )
@@ -376,7 +380,11 @@ def train_decoder(
             rec = evaluate_recall(model, val_states, val_items_t, trie, config.val_beam_size)
             metrics.update({f"val_{k}": v for k, v in rec.items()})
             if rec[config.select_on] > best:  # ties keep the earlier epoch
-                best, best_state, stale = rec[config.select_on], copy.deepcopy(model.state_dict()), 0
+                best, best_state, stale = (
+                    rec[config.select_on],
+                    copy.deepcopy(model.state_dict()),
+                    0,
+                )
                 metrics["selected"] = 1.0
             else:
                 stale += 1

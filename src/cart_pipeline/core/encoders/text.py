@@ -50,7 +50,13 @@ class MiniLMTextEncoder:
     def layer_config(self) -> dict:
         """What it takes to rebuild one transformer layer (for fine-tuning copies of the top ones)."""
         c = self.model.config
-        keys = ("hidden_size", "num_attention_heads", "intermediate_size", "hidden_act", "layer_norm_eps")
+        keys = (
+            "hidden_size",
+            "num_attention_heads",
+            "intermediate_size",
+            "hidden_act",
+            "layer_norm_eps",
+        )
         return {k: getattr(c, k) for k in keys}
 
     def top_layers(self, k: int) -> list[torch.nn.Module]:
@@ -59,12 +65,19 @@ class MiniLMTextEncoder:
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
         ).to(self.device)
 
     def over_length(self, texts: list[str]) -> np.ndarray:
         """(N,) bool: texts longer than ``max_length`` tokens, which the encoder cuts there."""
-        lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]]
+        lengths = [
+            len(ids)
+            for ids in self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
+        ]
         return np.asarray(lengths, dtype=np.int64) > self.max_length
 
     def forward_layers(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

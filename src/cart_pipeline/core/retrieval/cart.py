@@ -35,7 +35,14 @@ class CartIndex:
         decoder, extra = decoder_from_checkpoint(checkpoint)
         identifiers = torch.as_tensor(extra["identifiers"], dtype=torch.long)
         item_ids = np.asarray(extra["item_ids"], dtype=object)
-        return cls(decoder, IdentifierTrie.from_tokens(identifiers), item_ids, text_encoder, extra, checkpoint.get("saved_version"))
+        return cls(
+            decoder,
+            IdentifierTrie.from_tokens(identifiers),
+            item_ids,
+            text_encoder,
+            extra,
+            checkpoint.get("saved_version"),
+        )
 
     @torch.inference_mode()
     def search(
@@ -54,7 +61,9 @@ class CartIndex:
         ``renormalise``: softmax over the trie's valid tokens (default: as the decoder trained).
         """
         if top_k < 1 or (beam_size is not None and beam_size < 1):
-            raise ValueError(f"top_k and beam_size must be >= 1, got top_k={top_k}, beam_size={beam_size}")
+            raise ValueError(
+                f"top_k and beam_size must be >= 1, got top_k={top_k}, beam_size={beam_size}"
+            )
         # a beam wider than the corpus only carries dead slots: cap it at the number of identifiers
         beam_size = min(max(beam_size or top_k, top_k), len(self.item_ids))
         found, scores, encode_s, decode_s = [], [], 0.0, 0.0
@@ -70,5 +79,13 @@ class CartIndex:
             found.append(items.numpy())
             scores.append(logp.numpy())
         if not found:
-            return np.zeros((0, top_k), np.int64), np.zeros((0, top_k), np.float32), {"encode_s": 0.0, "decode_s": 0.0}
-        return np.concatenate(found), np.concatenate(scores), {"encode_s": encode_s, "decode_s": decode_s}
+            return (
+                np.zeros((0, top_k), np.int64),
+                np.zeros((0, top_k), np.float32),
+                {"encode_s": 0.0, "decode_s": 0.0},
+            )
+        return (
+            np.concatenate(found),
+            np.concatenate(scores),
+            {"encode_s": encode_s, "decode_s": decode_s},
+        )

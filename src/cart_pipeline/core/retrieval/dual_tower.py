@@ -96,7 +96,9 @@ def train_dual_tower(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     texts = torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32))
-    targets = torch.from_numpy(np.array(pair_items, dtype=np.int64))  # a copy: inputs may be read-only
+    targets = torch.from_numpy(
+        np.array(pair_items, dtype=np.int64)
+    )  # a copy: inputs may be read-only
     items = torch.from_numpy(np.ascontiguousarray(item_features, dtype=np.float32))
     full_softmax = len(items) <= config.full_softmax_max_items
     generator = torch.Generator().manual_seed(config.seed)
@@ -132,7 +134,9 @@ def train_dual_tower(
             "seconds": time.perf_counter() - started,
         }
         if val_text_features is not None and len(val_text_features):
-            ranks = pessimistic_ranks(score_items(model, val_text_features, item_features), np.asarray(val_items))
+            ranks = pessimistic_ranks(
+                score_items(model, val_text_features, item_features), np.asarray(val_items)
+            )
             record.update(
                 val_r1=float((ranks <= 1).mean()),
                 val_r10=float((ranks <= 10).mean()),
@@ -143,7 +147,11 @@ def train_dual_tower(
             on_epoch(epoch, record)
         score = record.get("val_mrr10", -record["loss"])
         if score > best:
-            best, best_state, stale = score, {k: v.clone() for k, v in model.state_dict().items()}, 0
+            best, best_state, stale = (
+                score,
+                {k: v.clone() for k, v in model.state_dict().items()},
+                0,
+            )
         else:
             stale += 1
             if stale >= config.patience:

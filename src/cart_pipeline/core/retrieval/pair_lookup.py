@@ -28,27 +28,48 @@ class PairLookup:
     temperature: float = 0.05
 
     @classmethod
-    def from_pairs(cls, text_embeddings: np.ndarray, pair_items: np.ndarray, n_items: int, temperature: float = 0.05) -> PairLookup:
+    def from_pairs(
+        cls,
+        text_embeddings: np.ndarray,
+        pair_items: np.ndarray,
+        n_items: int,
+        temperature: float = 0.05,
+    ) -> PairLookup:
         """Pairs may repeat a text for the same item (a human query equal to a caption): one vote each."""
         pair_items = np.asarray(pair_items, dtype=np.int64)
-        _, first = np.unique(np.column_stack([pair_items, _row_keys(text_embeddings)]), axis=0, return_index=True)
+        _, first = np.unique(
+            np.column_stack([pair_items, _row_keys(text_embeddings)]), axis=0, return_index=True
+        )
         first = np.sort(first)
-        return cls(np.ascontiguousarray(text_embeddings[first], np.float32), pair_items[first], int(n_items), float(temperature))
+        return cls(
+            np.ascontiguousarray(text_embeddings[first], np.float32),
+            pair_items[first],
+            int(n_items),
+            float(temperature),
+        )
 
     @torch.inference_mode()
-    def scores(self, query_embeddings: np.ndarray, temperature: float | None = None, batch_size: int = 1024) -> np.ndarray:
+    def scores(
+        self, query_embeddings: np.ndarray, temperature: float | None = None, batch_size: int = 1024
+    ) -> np.ndarray:
         """(Q, D) -> (Q, N) scores; items with no training text score -inf."""
         tau = float(temperature or self.temperature)
         texts = torch.from_numpy(self.text_embeddings)
         items = torch.from_numpy(self.pair_items)
         out = []
         for start in range(0, len(query_embeddings), batch_size):
-            q = torch.from_numpy(np.ascontiguousarray(query_embeddings[start : start + batch_size], np.float32))
+            q = torch.from_numpy(
+                np.ascontiguousarray(query_embeddings[start : start + batch_size], np.float32)
+            )
             logits = (q @ texts.T).double() / tau  # (b, P)
             # log-sum-exp per item, stable: subtract each item's max before exponentiating
             index = items.expand_as(logits)
-            peak = torch.full((len(q), self.n_items), -torch.inf, dtype=logits.dtype).scatter_reduce(1, index, logits, "amax")
-            total = torch.zeros_like(peak).scatter_add(1, index, (logits - peak.gather(1, index)).exp())
+            peak = torch.full(
+                (len(q), self.n_items), -torch.inf, dtype=logits.dtype
+            ).scatter_reduce(1, index, logits, "amax")
+            total = torch.zeros_like(peak).scatter_add(
+                1, index, (logits - peak.gather(1, index)).exp()
+            )
             out.append((tau * (peak + total.log())).numpy())
         return np.concatenate(out) if out else np.zeros((0, self.n_items))
 
@@ -57,7 +78,10 @@ class PairLookup:
         return top_k_with_ties(self.scores(query_embeddings), top_k)
 
     def fit_temperature(
-        self, val_embeddings: np.ndarray, val_items: np.ndarray, grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+        self,
+        val_embeddings: np.ndarray,
+        val_items: np.ndarray,
+        grid: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
     ) -> dict[float, float]:
         """Set τ to the grid value with the best validation MRR@10 (ties: the smaller τ);
         returns MRR@10 per τ."""

@@ -53,15 +53,25 @@ def generate_pseudo_queries(
     )
     logger.info(
         "captioning %s: %d pseudo-queries (%d distinct texts), coverage %.1f%%, %d dropped by the held-out guard",
-        modality, len(pseudo), report["distinct_texts"], 100 * report["coverage"],
+        modality,
+        len(pseudo),
+        report["distinct_texts"],
+        100 * report["coverage"],
         report["heldout_guard"]["pseudo_queries_equal_to_their_items_heldout_query_dropped"],
     )
     return pseudo, {"modality": modality, **report}
 
 
-def build_training_pairs(queries: pd.DataFrame, pseudo_queries: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+def build_training_pairs(
+    queries: pd.DataFrame, pseudo_queries: pd.DataFrame, params: dict[str, Any]
+) -> pd.DataFrame:
     """The pairs CART, the dual tower and the pair lookup all train on (leak-checked), with the
     validation queries flagged."""
     pairs = training_pairs(queries, pseudo_queries, params["pseudo_per_described_item"])
-    logger.info("%d training pairs (%d human), %d validation queries", (~pairs.is_validation).sum(), ((pairs.source == "human") & ~pairs.is_validation).sum(), pairs.is_validation.sum())
+    logger.info(
+        "%d training pairs (%d human), %d validation queries",
+        (~pairs.is_validation).sum(),
+        ((pairs.source == "human") & ~pairs.is_validation).sum(),
+        pairs.is_validation.sum(),
+    )
     return pairs

@@ -38,4 +38,8 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             ),
         ]
     )
-    return per_modality(template, modalities, shared_parameters=["captioning", "feature_extraction", "feature_extraction.text_encoder"])
+    return per_modality(
+        template,
+        modalities,
+        shared_parameters=["captioning", "feature_extraction", "feature_extraction.text_encoder"],
+    )

@@ -19,7 +19,9 @@ from cart_pipeline.pipelines.tracking import log_metrics
 logger = logging.getLogger(__name__)
 
 
-def identifier_features(candidate_features: pd.DataFrame, dual_tower: dict, space: str) -> pd.DataFrame:
+def identifier_features(
+    candidate_features: pd.DataFrame, dual_tower: dict, space: str
+) -> pd.DataFrame:
     """The vectors identifiers are built from: ``features`` (the candidate encoder's, as is) or
     ``dual_tower`` (their image of the dual tower's item tower: a text-aligned space, as CLIP's
     is for the paper's identifiers; the default image encoder is an ImageNet classifier)."""
@@ -27,8 +29,14 @@ def identifier_features(candidate_features: pd.DataFrame, dual_tower: dict, spac
         return candidate_features[["item_id", "embedding", "encoder", "dim"]]
     if space == "dual_tower":
         model = dual_tower_from_checkpoint(dual_tower)
-        joint = embed_items(model, column_to_matrix(candidate_features.embedding)).numpy()  # (N, E), L2-normalised
-        return features_frame(candidate_features.item_id, joint, encoder=f"dual_tower({candidate_features.encoder.iloc[0]})")
+        joint = embed_items(
+            model, column_to_matrix(candidate_features.embedding)
+        ).numpy()  # (N, E), L2-normalised
+        return features_frame(
+            candidate_features.item_id,
+            joint,
+            encoder=f"dual_tower({candidate_features.encoder.iloc[0]})",
+        )
     raise ValueError(f"identifier_space must be 'features' or 'dual_tower', got {space!r}")
 
 
@@ -37,17 +45,41 @@ def cluster_candidates(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     params = for_modality(params, modality)
     features = column_to_matrix(identifier_features.embedding)  # (N, D)
-    n_clusters = default_n_clusters(len(features)) if params["n_clusters"] == "auto" else int(params["n_clusters"])
+    n_clusters = (
+        default_n_clusters(len(features))
+        if params["n_clusters"] == "auto"
+        else int(params["n_clusters"])
+    )
     started = time.perf_counter()
     result = fit_kmeans(features, n_clusters, seed=seed, method=params.get("method", "auto"))
     seconds = time.perf_counter() - started
     sizes = np.bincount(result.assignments, minlength=n_clusters)
-    logger.info("%s: k=%d over %d items in %.1f s (cluster sizes %d..%d)", modality, n_clusters, len(features), seconds, sizes.min(), sizes.max())
-    log_metrics({"k": n_clusters, "seconds": seconds, "largest_cluster": int(sizes.max()), "mean_sq_distance": float(result.distances.mean())}, prefix=f"{modality}.coarse.")
+    logger.info(
+        "%s: k=%d over %d items in %.1f s (cluster sizes %d..%d)",
+        modality,
+        n_clusters,
+        len(features),
+        seconds,
+        sizes.min(),
+        sizes.max(),
+    )
+    log_metrics(
+        {
+            "k": n_clusters,
+            "seconds": seconds,
+            "largest_cluster": int(sizes.max()),
+            "mean_sq_distance": float(result.distances.mean()),
+        },
+        prefix=f"{modality}.coarse.",
+    )
 
     centroids = pd.DataFrame({"cluster": np.arange(n_clusters, dtype=np.int64)})
     centroids["embedding"] = matrix_to_column(result.centroids, index=centroids.index)
     assignments = pd.DataFrame(
-        {"item_id": identifier_features.item_id.to_numpy(), "coarse": result.assignments, "distance": result.distances}
+        {
+            "item_id": identifier_features.item_id.to_numpy(),
+            "coarse": result.assignments,
+            "distance": result.distances,
+        }
     )
     return centroids, assignments

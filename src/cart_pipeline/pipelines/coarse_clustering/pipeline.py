@@ -16,10 +16,17 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             ),
             node(
                 cluster_candidates,
-                inputs=["identifier_features", "params:coarse_clustering", "params:modality", "params:seed"],
+                inputs=[
+                    "identifier_features",
+                    "params:coarse_clustering",
+                    "params:modality",
+                    "params:seed",
+                ],
                 outputs=["kmeans_centroids", "coarse_assignments"],
                 name="cluster_candidates",
-            )
+            ),
         ]
     )
-    return per_modality(template, modalities, shared_parameters=["coarse_clustering", "identifier_space"])
+    return per_modality(
+        template, modalities, shared_parameters=["coarse_clustering", "identifier_space"]
+    )

@@ -56,7 +56,9 @@ def train_cart_decoder(
     encoder = load_encoder(text_encoder_spec)
     tune_text_layers = int(params["tune_text_layers"])
     if tune_text_layers and not hasattr(encoder, "top_layers"):
-        raise ValueError(f"tune_text_layers needs a BERT-style text encoder; {encoder.name} has no top_layers()")
+        raise ValueError(
+            f"tune_text_layers needs a BERT-style text encoder; {encoder.name} has no top_layers()"
+        )
     config = from_params(
         DecoderConfig,
         params,
@@ -71,15 +73,26 @@ def train_cart_decoder(
     if train_config.soft_target_weight > 0:
         train_pairs = pairs[train]
         soft = soft_item_targets(
-            params["soft_targets"], train_pairs, rows[train], identifiers, item_ids,
-            dual_tower, (query_features, pseudo_query_features), candidate_features,
+            params["soft_targets"],
+            train_pairs,
+            rows[train],
+            identifiers,
+            item_ids,
+            dual_tower,
+            (query_features, pseudo_query_features),
+            candidate_features,
         )
     model = CartDecoder(config)
     if tune_text_layers:
         model.load_text_layers(encoder.top_layers(tune_text_layers))
     logger.info(
         "%s: training on %d pairs (%d validation) over %d identifiers of length %d; %.2fM parameters",
-        modality, train.sum(), val.sum(), len(item_ids), identifiers.shape[1], sum(p.numel() for p in model.parameters()) / 1e6,
+        modality,
+        train.sum(),
+        val.sum(),
+        len(item_ids),
+        identifiers.shape[1],
+        sum(p.numel() for p in model.parameters()) / 1e6,
     )
     started = time.perf_counter()
     _, history = train_decoder(
@@ -99,10 +112,20 @@ def train_cart_decoder(
     selected = max(history, key=lambda h: h.get(f"val_{train_config.select_on}", -1.0))
     logger.info(
         "%s: decoder trained in %.0f s; kept epoch %d (validation MRR@10 %.3f, R@1 %.3f, R@10 %.3f)",
-        modality, seconds, selected["epoch"], selected.get("val_mrr10", float("nan")), selected.get("val_r1", float("nan")), selected.get("val_r10", float("nan")),
+        modality,
+        seconds,
+        selected["epoch"],
+        selected.get("val_mrr10", float("nan")),
+        selected.get("val_r1", float("nan")),
+        selected.get("val_r10", float("nan")),
     )
     log_metrics(
-        {"train_seconds": seconds, "selected_epoch": selected["epoch"], "epochs_run": len(history), **{f"selected_{k}": v for k, v in selected.items() if k.startswith("val_")}},
+        {
+            "train_seconds": seconds,
+            "selected_epoch": selected["epoch"],
+            "epochs_run": len(history),
+            **{f"selected_{k}": v for k, v in selected.items() if k.startswith("val_")},
+        },
         prefix=f"{modality}.decoder.",
     )
 
@@ -117,7 +140,11 @@ def train_cart_decoder(
             "text_encoder": dict(text_encoder_spec),
             "train_seconds": seconds,
             "selected_epoch": int(selected["epoch"]),
-            "validation": {k.removeprefix("val_"): float(v) for k, v in selected.items() if k.startswith("val_")},
+            "validation": {
+                k.removeprefix("val_"): float(v)
+                for k, v in selected.items()
+                if k.startswith("val_")
+            },
         },
     )
     return checkpoint, pd.DataFrame(history)
@@ -136,10 +163,22 @@ def soft_item_targets(
     """(P, K) candidate items and probabilities per training pair (see core/decoder/targets.py)."""
     if spec["source"] == "dual_tower":
         if sorted(dual_tower["item_ids"]) != sorted(item_ids.tolist()):
-            raise ValueError("the dual tower and the identifiers index different items; rerun the dual_tower stage")
-        features = column_to_matrix(candidate_features.set_index("item_id").embedding.loc[item_ids])  # identifier order
+            raise ValueError(
+                "the dual tower and the identifiers index different items; rerun the dual_tower stage"
+            )
+        features = column_to_matrix(
+            candidate_features.set_index("item_id").embedding.loc[item_ids]
+        )  # identifier order
         text = text_features_of(pairs.query_id, *text_feature_tables)
-        return dual_tower_targets(dual_tower_from_checkpoint(dual_tower), text, features, int(spec["top_k"]), spec["temperature"])
+        return dual_tower_targets(
+            dual_tower_from_checkpoint(dual_tower),
+            text,
+            features,
+            int(spec["top_k"]),
+            spec["temperature"],
+        )
     if spec["source"] == "siblings":
-        return sibling_targets(identifiers, torch.as_tensor(rows), int(spec["prefix_length"]), int(spec["top_k"]))
+        return sibling_targets(
+            identifiers, torch.as_tensor(rows), int(spec["prefix_length"]), int(spec["top_k"])
+        )
     raise ValueError(f"unknown soft_targets.source {spec['source']!r}; known: dual_tower, siblings")

@@ -28,4 +28,8 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             ),
         ]
     )
-    return per_modality(template, modalities, shared_parameters=["decoder_training", "feature_extraction.text_encoder"])
+    return per_modality(
+        template,
+        modalities,
+        shared_parameters=["decoder_training", "feature_extraction.text_encoder"],
+    )

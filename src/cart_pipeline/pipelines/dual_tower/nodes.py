@@ -34,13 +34,34 @@ def fit_dual_tower(
     text = text_features_of(pairs.query_id, query_features, pseudo_query_features)
     item_features = column_to_matrix(candidate_features.embedding)
     val = pairs.is_validation.to_numpy()
-    config = DualTowerConfig(text_dim=text.shape[1], item_dim=item_features.shape[1], seed=int(seed), **params)
+    config = DualTowerConfig(
+        text_dim=text.shape[1], item_dim=item_features.shape[1], seed=int(seed), **params
+    )
     started = time.perf_counter()
     model, history = train_dual_tower(
-        text[~val], items[~val], item_features, config, text[val], items[val], on_epoch=epoch_logger(f"{modality}.dual_tower.")
+        text[~val],
+        items[~val],
+        item_features,
+        config,
+        text[val],
+        items[val],
+        on_epoch=epoch_logger(f"{modality}.dual_tower."),
     )
     seconds = time.perf_counter() - started
     best = max(history, key=lambda h: h.get("val_mrr10", 0.0))
-    logger.info("%s: dual tower trained in %.0f s, %d epochs, best validation MRR@10 %.3f (R@1 %.3f) at epoch %d", modality, seconds, len(history), best.get("val_mrr10", float("nan")), best.get("val_r1", float("nan")), best["epoch"])
-    log_metrics({"train_seconds": seconds, "best_val_mrr10": best.get("val_mrr10", float("nan"))}, prefix=f"{modality}.dual_tower.")
-    return dual_tower_to_checkpoint(model, {"item_ids": candidate_features.item_id.tolist(), "history": history})
+    logger.info(
+        "%s: dual tower trained in %.0f s, %d epochs, best validation MRR@10 %.3f (R@1 %.3f) at epoch %d",
+        modality,
+        seconds,
+        len(history),
+        best.get("val_mrr10", float("nan")),
+        best.get("val_r1", float("nan")),
+        best["epoch"],
+    )
+    log_metrics(
+        {"train_seconds": seconds, "best_val_mrr10": best.get("val_mrr10", float("nan"))},
+        prefix=f"{modality}.dual_tower.",
+    )
+    return dual_tower_to_checkpoint(
+        model, {"item_ids": candidate_features.item_id.tolist(), "history": history}
+    )

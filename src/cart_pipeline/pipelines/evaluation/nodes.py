@@ -50,12 +50,19 @@ def heldout_queries(queries: pd.DataFrame, corpus_item_ids, split: str = "test")
     held_out = queries[queries.split == split]
     kept = held_out[held_out.item_id.isin(corpus_item_ids)]
     if len(kept) < len(held_out):
-        logger.warning("%d %s queries dropped: their item was rejected before indexing", len(held_out) - len(kept), split)
+        logger.warning(
+            "%d %s queries dropped: their item was rejected before indexing",
+            len(held_out) - len(kept),
+            split,
+        )
     return kept.reset_index(drop=True)
 
 
 def rank_with_cart(
-    cart_decoder: dict, queries: pd.DataFrame, params: dict[str, Any], text_encoder_spec: dict[str, Any]
+    cart_decoder: dict,
+    queries: pd.DataFrame,
+    params: dict[str, Any],
+    text_encoder_spec: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict]:
     index = CartIndex.from_checkpoint(cart_decoder, load_encoder(text_encoder_spec))
     test = heldout_queries(queries, index.item_ids)
@@ -66,7 +73,11 @@ def rank_with_cart(
         batch_size=int(params["batch_size"]),
         renormalise=params["trie_renormalise"],
     )
-    info = {**_throughput(len(test), timing), "validation": index.metadata.get("validation", {}), "model_version": index.version}
+    info = {
+        **_throughput(len(test), timing),
+        "validation": index.metadata.get("validation", {}),
+        "model_version": index.version,
+    }
     return rankings_frame(test.query_id.tolist(), index.item_ids, top, scores), info
 
 
@@ -80,26 +91,51 @@ def rank_with_dual_tower(
 ) -> tuple[pd.DataFrame, dict]:
     model = dual_tower_from_checkpoint(dual_tower)
     item_ids = candidate_features.item_id.to_numpy()
-    item_embeddings = embed_items(model, column_to_matrix(candidate_features.embedding))  # the index
+    item_embeddings = embed_items(
+        model, column_to_matrix(candidate_features.embedding)
+    )  # the index
     test = heldout_queries(queries, item_ids)
     text = text_features_of(test.query_id, query_features)
 
     # time encoding + search per batch exactly as CART's search is timed (the search itself
     # reads the stored features: the same MiniLM vectors)
-    encoder, batch, encode_s, search_s, frames = load_encoder(text_encoder_spec), int(params["batch_size"]), 0.0, 0.0, []
+    encoder, batch, encode_s, search_s, frames = (
+        load_encoder(text_encoder_spec),
+        int(params["batch_size"]),
+        0.0,
+        0.0,
+        [],
+    )
     for start in range(0, len(test), batch):
         t0 = time.perf_counter()
         encoder.encode(test.text.iloc[start : start + batch].tolist())
         t1 = time.perf_counter()
-        found, score = search(model, text[start : start + batch], top_k=int(params["top_k"]), item_embeddings=item_embeddings)
+        found, score = search(
+            model,
+            text[start : start + batch],
+            top_k=int(params["top_k"]),
+            item_embeddings=item_embeddings,
+        )
         t2 = time.perf_counter()
         encode_s, search_s = encode_s + t1 - t0, search_s + t2 - t1
-        frames.append(rankings_frame(test.query_id.iloc[start : start + batch].tolist(), item_ids, found, score))
-    rankings = pd.concat(frames, ignore_index=True) if frames else rankings_frame([], item_ids, np.zeros((0, 0), np.int64), np.zeros((0, 0)))
+        frames.append(
+            rankings_frame(
+                test.query_id.iloc[start : start + batch].tolist(), item_ids, found, score
+            )
+        )
+    rankings = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else rankings_frame([], item_ids, np.zeros((0, 0), np.int64), np.zeros((0, 0)))
+    )
     selected = max(dual_tower.get("history") or [{}], key=lambda h: h.get("val_mrr10", -1.0))
     validation = {k.removeprefix("val_"): v for k, v in selected.items() if k.startswith("val_")}
     timing = _throughput(len(test), {"encode_s": encode_s, "decode_s": search_s})
-    return rankings, {**timing, "validation": validation, "model_version": dual_tower.get("saved_version")}
+    return rankings, {
+        **timing,
+        "validation": validation,
+        "model_version": dual_tower.get("saved_version"),
+    }
 
 
 def rank_with_pair_lookup(
@@ -114,16 +150,31 @@ def rank_with_pair_lookup(
     item_ids = candidate_features.item_id.to_numpy()
     pairs, rows = index_pairs(training_pairs, item_ids)
     val = pairs.is_validation.to_numpy()
-    lookup = PairLookup.from_pairs(text_features_of(pairs.query_id[~val], query_features, pseudo_query_features), rows[~val], len(item_ids))
+    lookup = PairLookup.from_pairs(
+        text_features_of(pairs.query_id[~val], query_features, pseudo_query_features),
+        rows[~val],
+        len(item_ids),
+    )
     by_temperature = lookup.fit_temperature(
-        text_features_of(pairs.query_id[val], query_features), rows[val], tuple(params["pair_lookup"]["temperatures"])
+        text_features_of(pairs.query_id[val], query_features),
+        rows[val],
+        tuple(params["pair_lookup"]["temperatures"]),
     )
     test = heldout_queries(queries, item_ids)
     started = time.perf_counter()
-    top, scores = lookup.search(text_features_of(test.query_id, query_features), int(params["top_k"]))
+    top, scores = lookup.search(
+        text_features_of(test.query_id, query_features), int(params["top_k"])
+    )
     seconds = time.perf_counter() - started
-    logger.info("pair lookup: temperature %.3g chosen on validation (MRR@10 by temperature %s)", lookup.temperature, by_temperature)
-    info = {**_throughput(len(test), {"encode_s": 0.0, "decode_s": seconds}), "temperature": lookup.temperature}
+    logger.info(
+        "pair lookup: temperature %.3g chosen on validation (MRR@10 by temperature %s)",
+        lookup.temperature,
+        by_temperature,
+    )
+    info = {
+        **_throughput(len(test), {"encode_s": 0.0, "decode_s": seconds}),
+        "temperature": lookup.temperature,
+    }
     info["validation"] = {"mrr10": by_temperature[lookup.temperature]}
     info["validation_mrr10_by_temperature"] = {str(k): v for k, v in by_temperature.items()}
     return rankings_frame(test.query_id.tolist(), item_ids, top, scores), info
@@ -144,16 +195,27 @@ def rerank_cart_with_dual_tower(
     features = candidate_features.set_index("item_id").embedding
     beam_items = pd.Index(cart_rankings.item_id.unique())
     items = embed_items(model, column_to_matrix(features.loc[beam_items]))  # only the beams' items
-    score = (text[queries.get_indexer(cart_rankings.query_id)] * items[beam_items.get_indexer(cart_rankings.item_id)]).sum(1)
+    score = (
+        text[queries.get_indexer(cart_rankings.query_id)]
+        * items[beam_items.get_indexer(cart_rankings.item_id)]
+    ).sum(1)
     reranked = cart_rankings.assign(score=score.numpy().astype(np.float64))
     reranked = reranked.sort_values(["query_id", "score"], ascending=[True, False], kind="stable")
     reranked["rank"] = reranked.groupby("query_id").cumcount() + 1
     seconds = time.perf_counter() - started
-    timing = {**cart_timing, "search_seconds": cart_timing["search_seconds"] + seconds, "rerank_seconds": seconds}
+    timing = {
+        **cart_timing,
+        "search_seconds": cart_timing["search_seconds"] + seconds,
+        "rerank_seconds": seconds,
+    }
     timing.pop("validation", None)  # CART's selection metric, not the reranked system's
     n = len(queries)
-    timing["qps_search"] = n / timing["search_seconds"] if timing["search_seconds"] else float("nan")
-    timing["qps_with_encoding"] = n / (timing["search_seconds"] + timing["encoding_seconds"]) if n else float("nan")
+    timing["qps_search"] = (
+        n / timing["search_seconds"] if timing["search_seconds"] else float("nan")
+    )
+    timing["qps_with_encoding"] = (
+        n / (timing["search_seconds"] + timing["encoding_seconds"]) if n else float("nan")
+    )
     return reranked.reset_index(drop=True), timing
 
 
@@ -161,7 +223,9 @@ def _throughput(n_queries: int, timing: dict) -> dict:
     search_s, encode_s = timing["decode_s"], timing["encode_s"]
     return {
         "qps_search": n_queries / search_s if search_s else float("nan"),
-        "qps_with_encoding": n_queries / (search_s + encode_s) if search_s + encode_s else float("nan"),
+        "qps_with_encoding": n_queries / (search_s + encode_s)
+        if search_s + encode_s
+        else float("nan"),
         "search_seconds": search_s,
         "encoding_seconds": encode_s,
     }
@@ -180,28 +244,49 @@ def evaluate_modality(
     test = heldout_queries(queries, semantic_ids.item_id)
     relevance = {
         "strict": test[["query_id", "item_id"]],
-        "same_description": same_description_relevance(test, queries[queries.source == "human"], semantic_ids.item_id.to_numpy()),
+        "same_description": same_description_relevance(
+            test, queries[queries.source == "human"], semantic_ids.item_id.to_numpy()
+        ),
     }
     depth, n_boot = int(params["top_k"]), int(params["bootstrap_samples"])
-    result: dict[str, Any] = {"modality": modality, "corpus_size": int(len(semantic_ids)), "systems": {}, "comparisons": {}}
+    result: dict[str, Any] = {
+        "modality": modality,
+        "corpus_size": int(len(semantic_ids)),
+        "systems": {},
+        "comparisons": {},
+    }
     ranks: dict[str, dict[str, np.ndarray]] = {}
     for system in SYSTEMS:
         rankings, info = systems[f"{system}_rankings"], dict(systems[f"{system}_timing"])
         info.pop("model_version", None)  # recorded once, in result["models"]
-        ranks[system] = {kind: relevant_ranks(rankings, relevant, depth).loc[test.query_id].to_numpy() for kind, relevant in relevance.items()}
+        ranks[system] = {
+            kind: relevant_ranks(rankings, relevant, depth).loc[test.query_id].to_numpy()
+            for kind, relevant in relevance.items()
+        }
         metrics = {
             **metrics_from_ranks(ranks[system]["strict"], n_boot, seed),
             "same_description": metrics_from_ranks(ranks[system]["same_description"], n_boot, seed),
             "corpus_size": int(len(semantic_ids)),
             **info,
         }
-        result["systems"][system] = {"metrics": metrics, **{f"ranks_{k}": v.tolist() for k, v in ranks[system].items()}}
+        result["systems"][system] = {
+            "metrics": metrics,
+            **{f"ranks_{k}": v.tolist() for k, v in ranks[system].items()},
+        }
         log_metrics(metrics, prefix=f"{modality}.{system}.")
         log_metrics(metrics["same_description"], prefix=f"{modality}.{system}.same_description.")
-        logger.info("%s %s: %s", modality, system, {k: round(metrics[k], 3) for k in ("R@1", "R@5", "R@10", "MRR@10")})
+        logger.info(
+            "%s %s: %s",
+            modality,
+            system,
+            {k: round(metrics[k], 3) for k in ("R@1", "R@5", "R@10", "MRR@10")},
+        )
     result["query_ids"] = test.query_id.tolist()
     # which saved models these numbers measure: `cart-search` serves exactly these
-    result["models"] = {name: systems[f"{system}_timing"].get("model_version") for name, system in MODEL_OF_SYSTEM.items()}
+    result["models"] = {
+        name: systems[f"{system}_timing"].get("model_version")
+        for name, system in MODEL_OF_SYSTEM.items()
+    }
     result["comparisons"] = comparisons({s: r["strict"] for s, r in ranks.items()}, n_boot, seed)
     return result
 
@@ -216,7 +301,13 @@ def comparisons(ranks: dict[str, np.ndarray], n_boot: int, seed: int) -> dict:
 
 
 def run_config(
-    id_variant: str, identifier_space: str, decoder: dict[str, Any], captioning: dict[str, Any], evaluation: dict[str, Any], seed: int, run_label: str
+    id_variant: str,
+    identifier_space: str,
+    decoder: dict[str, Any],
+    captioning: dict[str, Any],
+    evaluation: dict[str, Any],
+    seed: int,
+    run_label: str,
 ) -> dict:
     """What distinguishes this run from an ablation or a lever of it (metrics.json, MLflow tags)."""
     return {
@@ -236,14 +327,29 @@ def run_config(
 
 
 def summarise(
-    id_variant: str, identifier_space: str, decoder: dict, captioning: dict, evaluation: dict, seed: int, run_label: str, *evaluations: dict
+    id_variant: str,
+    identifier_space: str,
+    decoder: dict,
+    captioning: dict,
+    evaluation: dict,
+    seed: int,
+    run_label: str,
+    *evaluations: dict,
 ) -> tuple[dict, plt.Figure]:
     """metrics.json (per modality and pooled over modalities) and the recall bar chart."""
     import mlflow
 
-    config = run_config(id_variant, identifier_space, decoder, captioning, evaluation, seed, run_label)
+    config = run_config(
+        id_variant, identifier_space, decoder, captioning, evaluation, seed, run_label
+    )
     n_boot = int(evaluation["bootstrap_samples"])
-    metrics: dict[str, Any] = {"systems": list(SYSTEMS), "by_modality": {}, "overall": {}, "comparisons": {}, "config": config}
+    metrics: dict[str, Any] = {
+        "systems": list(SYSTEMS),
+        "by_modality": {},
+        "overall": {},
+        "comparisons": {},
+        "config": config,
+    }
     metrics["models"] = {e["modality"]: e["models"] for e in evaluations}
     for e in evaluations:
         metrics["by_modality"][e["modality"]] = {s: e["systems"][s]["metrics"] for s in SYSTEMS}
@@ -251,15 +357,26 @@ def summarise(
     pooled = {}
     for system in SYSTEMS:
         pooled[system] = {
-            kind: np.concatenate([np.asarray(e["systems"][system][f"ranks_{kind}"], dtype=np.int64) for e in evaluations]) if evaluations else np.zeros(0, np.int64)
+            kind: np.concatenate(
+                [
+                    np.asarray(e["systems"][system][f"ranks_{kind}"], dtype=np.int64)
+                    for e in evaluations
+                ]
+            )
+            if evaluations
+            else np.zeros(0, np.int64)
             for kind in ("strict", "same_description")
         }
         metrics["overall"][system] = {
             **metrics_from_ranks(pooled[system]["strict"], n_boot, seed),
-            "same_description": metrics_from_ranks(pooled[system]["same_description"], n_boot, seed),
+            "same_description": metrics_from_ranks(
+                pooled[system]["same_description"], n_boot, seed
+            ),
         }
         log_metrics(metrics["overall"][system], prefix=f"overall.{system}.")
-    metrics["comparisons"]["overall"] = comparisons({s: r["strict"] for s, r in pooled.items()}, n_boot, seed)
+    metrics["comparisons"]["overall"] = comparisons(
+        {s: r["strict"] for s, r in pooled.items()}, n_boot, seed
+    )
     if mlflow.active_run() is not None:
         mlflow.set_tags({k: str(v) for k, v in config.items()})
     return metrics, recall_bar_chart(metrics)
@@ -273,7 +390,12 @@ def recall_bar_chart(metrics: dict) -> plt.Figure:
     width = 0.8 / len(systems)
     # constrained layout gives the suptitle its own row (tight_layout let it cover a title)
     fig, axes = plt.subplots(
-        1, len(groups), figsize=(4.5 * len(groups), 3.9), sharey=True, squeeze=False, layout="constrained"
+        1,
+        len(groups),
+        figsize=(4.5 * len(groups), 3.9),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     for ax, group in zip(axes[0], groups, strict=True):
         table = metrics["overall"] if group == "overall" else metrics["by_modality"][group]
@@ -282,7 +404,14 @@ def recall_bar_chart(metrics: dict) -> plt.Figure:
             values = np.array([table[system][c] for c in columns])
             ci = np.array([table[system][f"{c}_ci95"] for c in columns]).T  # (2, 3)
             errors = np.clip(np.abs(ci - values), 0, None)
-            bars = ax.bar(x + (i - (len(systems) - 1) / 2) * width, values, width=width, yerr=errors, capsize=2, label=system.replace("_", " "))
+            bars = ax.bar(
+                x + (i - (len(systems) - 1) / 2) * width,
+                values,
+                width=width,
+                yerr=errors,
+                capsize=2,
+                label=system.replace("_", " "),
+            )
             ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=2)
         ax.set_xticks(x, columns)
         ax.set_title(f"{group} (n={table[systems[0]]['n_queries']})")

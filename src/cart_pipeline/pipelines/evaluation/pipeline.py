@@ -19,13 +19,24 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
         [
             node(
                 rank_with_cart,
-                inputs=["cart_decoder", "queries", "params:evaluation", "params:feature_extraction.text_encoder"],
+                inputs=[
+                    "cart_decoder",
+                    "queries",
+                    "params:evaluation",
+                    "params:feature_extraction.text_encoder",
+                ],
                 outputs=["cart_rankings", "cart_timing"],
                 name="rank_with_cart",
             ),
             node(
                 rerank_cart_with_dual_tower,
-                inputs=["cart_rankings", "cart_timing", "dual_tower", "query_features", "candidate_features"],
+                inputs=[
+                    "cart_rankings",
+                    "cart_timing",
+                    "dual_tower",
+                    "query_features",
+                    "candidate_features",
+                ],
                 outputs=["cart_rerank_rankings", "cart_rerank_timing"],
                 name="rerank_cart_with_dual_tower",
             ),
@@ -63,7 +74,11 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "params": "params:evaluation",
                     "modality": "params:modality",
                     "seed": "params:seed",
-                    **{f"{s}_{kind}": f"{s}_{kind}" for s in SYSTEMS for kind in ("rankings", "timing")},
+                    **{
+                        f"{s}_{kind}": f"{s}_{kind}"
+                        for s in SYSTEMS
+                        for kind in ("rankings", "timing")
+                    },
                 },
                 outputs="evaluation_metrics",
                 name="evaluate_modality",
@@ -97,7 +112,11 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "dataset_root": "params:dataset_root",
                     "params": "params:evaluation",
                     "recall_plot": "recall_plot@png",
-                    **{f"{m}_{s}_rankings": f"{m}.{s}_rankings" for m in modalities for s in SYSTEMS},
+                    **{
+                        f"{m}_{s}_rankings": f"{m}.{s}_rankings"
+                        for m in modalities
+                        for s in SYSTEMS
+                    },
                     **{f"{m}_id_statistics": f"{m}.id_statistics" for m in modalities},
                     **{f"{m}_id_prefix_plot": f"{m}.id_prefix_plot@png" for m in modalities},
                 },

@@ -20,35 +20,77 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def pick_examples(rankings: dict[str, dict[str, pd.DataFrame]], queries: pd.DataFrame, n: int, top: int = 5) -> list[dict]:
+def pick_examples(
+    rankings: dict[str, dict[str, pd.DataFrame]], queries: pd.DataFrame, n: int, top: int = 5
+) -> list[dict]:
     """`n` test queries spread evenly over the modalities (and over each modality's queries)."""
     per_modality = max(1, n // max(len(rankings), 1))
     by_id = queries.set_index("query_id")
     examples = []
     for modality, systems in rankings.items():
         asked = systems["cart"].query_id.unique()
-        chosen = np.sort(asked)[np.linspace(0, len(asked) - 1, min(per_modality, len(asked))).astype(int)] if len(asked) else []
+        chosen = (
+            np.sort(asked)[
+                np.linspace(0, len(asked) - 1, min(per_modality, len(asked))).astype(int)
+            ]
+            if len(asked)
+            else []
+        )
         for query_id in chosen:
             query = by_id.loc[query_id]
             results = {
-                system: table[(table.query_id == query_id) & (table["rank"] <= top)].sort_values("rank")[["item_id", "score"]].to_dict("records")
+                system: table[(table.query_id == query_id) & (table["rank"] <= top)]
+                .sort_values("rank")[["item_id", "score"]]
+                .to_dict("records")
                 for system, table in systems.items()
             }
-            examples.append({"query_id": query_id, "text": query.text, "modality": modality, "relevant_item_id": query.item_id, "results": results})
+            examples.append(
+                {
+                    "query_id": query_id,
+                    "text": query.text,
+                    "modality": modality,
+                    "relevant_item_id": query.item_id,
+                    "results": results,
+                }
+            )
     return examples
 
 
 def build_report(
-    metrics: dict, candidates: pd.DataFrame, queries: pd.DataFrame, dataset_root: str, params: dict[str, Any], recall_plot: Image.Image, **per_modality: Any
+    metrics: dict,
+    candidates: pd.DataFrame,
+    queries: pd.DataFrame,
+    dataset_root: str,
+    params: dict[str, Any],
+    recall_plot: Image.Image,
+    **per_modality: Any,
 ) -> str:
     modalities = list(metrics["by_modality"])
-    rankings = {m: {s: per_modality[f"{m}_{s}_rankings"] for s in metrics["systems"]} for m in modalities}
+    rankings = {
+        m: {s: per_modality[f"{m}_{s}_rankings"] for s in metrics["systems"]} for m in modalities
+    }
     plots = {"Test-query recall by system": _png_bytes(recall_plot)}
-    plots.update({f"{m}: identifier prefixes (t-SNE of item features)": _png_bytes(per_modality[f"{m}_id_prefix_plot"]) for m in modalities})
+    plots.update(
+        {
+            f"{m}: identifier prefixes (t-SNE of item features)": _png_bytes(
+                per_modality[f"{m}_id_prefix_plot"]
+            )
+            for m in modalities
+        }
+    )
     metrics = {
         **metrics,
-        "identifiers": {m: {k: v for k, v in per_modality[f"{m}_id_statistics"].items() if not isinstance(v, dict)} for m in modalities},
+        "identifiers": {
+            m: {
+                k: v
+                for k, v in per_modality[f"{m}_id_statistics"].items()
+                if not isinstance(v, dict)
+            }
+            for m in modalities
+        },
     }
-    items = candidates.assign(text=candidates.item_id.map(item_descriptions(queries)).fillna(""))[["item_id", "modality", "media_path", "text"]]
+    items = candidates.assign(text=candidates.item_id.map(item_descriptions(queries)).fillna(""))[
+        ["item_id", "modality", "media_path", "text"]
+    ]
     examples = pick_examples(rankings, queries, int(params.get("report_examples", 20)))
     return render_report(metrics, examples, items, Path(dataset_root), plots)

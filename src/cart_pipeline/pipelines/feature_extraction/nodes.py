@@ -17,7 +17,9 @@ from cart_pipeline.pipelines.encoders import load_encoder
 logger = logging.getLogger(__name__)
 
 
-def select_modality(candidates: pd.DataFrame, queries: pd.DataFrame, modality: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def select_modality(
+    candidates: pd.DataFrame, queries: pd.DataFrame, modality: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """This modality's corpus and its human queries."""
     mine = candidates[candidates.modality == modality].reset_index(drop=True)
     if mine.empty:
@@ -42,7 +44,15 @@ def extract_candidate_features(
     else:
         (features, ok, rejects), logits = encode_media(encoder, paths, **kwargs), None
     seconds = time.perf_counter() - started
-    logger.info("%s: %d %s items in %.1f s (%.1f items/s), %d rejected", encoder.name, len(paths), modality, seconds, len(paths) / max(seconds, 1e-9), len(rejects))
+    logger.info(
+        "%s: %d %s items in %.1f s (%.1f items/s), %d rejected",
+        encoder.name,
+        len(paths),
+        modality,
+        seconds,
+        len(paths) / max(seconds, 1e-9),
+        len(rejects),
+    )
 
     table = features_frame(candidates.item_id[ok], features, encoder=encoder.name)
     if logits is not None:
@@ -52,7 +62,8 @@ def extract_candidate_features(
         table["class_top"] = int_lists_column(top, index=table.index)
         table["class_prob"] = list(np.take_along_axis(probs, top, axis=1).astype(np.float32))
     rejected = pd.DataFrame(
-        [(candidates.item_id.iloc[row], reason) for row, reason in rejects], columns=["item_id", "reason"]
+        [(candidates.item_id.iloc[row], reason) for row, reason in rejects],
+        columns=["item_id", "reason"],
     )
     return table, rejected
 
@@ -63,12 +74,21 @@ def extract_query_features(queries: pd.DataFrame, params: dict[str, Any]) -> pd.
     if len(cut):
         logger.warning(
             "%d of %d query texts are longer than %d tokens and are cut there (text_encoder.max_length), e.g. %s",
-            len(cut), len(queries), encoder.max_length, ", ".join(map(str, cut.head(5))),
+            len(cut),
+            len(queries),
+            encoder.max_length,
+            ", ".join(map(str, cut.head(5))),
         )
     started = time.perf_counter()
     embeddings = encoder.encode(queries.text.tolist(), progress=True)
     seconds = time.perf_counter() - started
-    logger.info("%s: %d queries in %.1f s (%.0f queries/s)", encoder.name, len(queries), seconds, len(queries) / max(seconds, 1e-9))
+    logger.info(
+        "%s: %d queries in %.1f s (%.0f queries/s)",
+        encoder.name,
+        len(queries),
+        seconds,
+        len(queries) / max(seconds, 1e-9),
+    )
     return features_frame(queries.query_id, embeddings, encoder=encoder.name, id_column="query_id")
 
 

@@ -16,7 +16,12 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             ),
             node(
                 extract_candidate_features,
-                inputs=["candidates", "params:feature_extraction", "params:modality", "params:dataset_root"],
+                inputs=[
+                    "candidates",
+                    "params:feature_extraction",
+                    "params:modality",
+                    "params:dataset_root",
+                ],
                 outputs=["candidate_features", "feature_rejects"],
                 name="extract_candidate_features",
             ),
@@ -28,4 +33,9 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             ),
         ]
     )
-    return per_modality(template, modalities, shared_inputs={"ingested_candidates": "candidates", "ingested_queries": "queries"}, shared_parameters=["feature_extraction"])
+    return per_modality(
+        template,
+        modalities,
+        shared_inputs={"ingested_candidates": "candidates", "ingested_queries": "queries"},
+        shared_parameters=["feature_extraction"],
+    )

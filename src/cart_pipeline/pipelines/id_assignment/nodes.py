@@ -40,14 +40,23 @@ def assign_identifiers(
     }
     logger.info(
         "%s/%s: %d ids of length %d, collision rate before u %.3f, largest group %d",
-        modality, variant, stats["n_items"], stats["id_length"], stats["collision_rate"], stats["max_collision_group"],
+        modality,
+        variant,
+        stats["n_items"],
+        stats["id_length"],
+        stats["collision_rate"],
+        stats["max_collision_group"],
     )
     log_metrics(stats, prefix=f"{modality}.ids.")
     return semantic_ids, statistics
 
 
 def plot_identifier_prefixes(
-    identifier_features: pd.DataFrame, semantic_ids: pd.DataFrame, params: dict[str, Any], modality: str, seed: int
+    identifier_features: pd.DataFrame,
+    semantic_ids: pd.DataFrame,
+    params: dict[str, Any],
+    modality: str,
+    seed: int,
 ) -> plt.Figure:
     """t-SNE of the features coloured by coarse token; a few first-fine-token groups outlined."""
     from scipy.spatial import ConvexHull
@@ -58,7 +67,9 @@ def plot_identifier_prefixes(
     features = column_to_matrix(identifier_features.embedding)
     reduced = PCA(n_components=min(50, *features.shape), random_state=seed).fit_transform(features)
     perplexity = min(float(params.get("tsne_perplexity", 30)), (len(features) - 1) / 3)
-    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(reduced)
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+        reduced
+    )
 
     coarse = ids.coarse.to_numpy()
     fine = int_lists_to_matrix(ids.fine).reshape(len(ids), -1)
@@ -75,7 +86,9 @@ def plot_identifier_prefixes(
                 ring = np.append(hull.vertices, hull.vertices[0])
                 ax.plot(members[ring, 0], members[ring, 1], "k-", lw=1)
                 ax.annotate(f"c{k}-f{first_fine}", members.mean(0), fontsize=8, weight="bold")
-    ax.set_title(f"{modality}: t-SNE of item features, colour = coarse token (K-Means);\noutlines: items sharing coarse and first fine token")
+    ax.set_title(
+        f"{modality}: t-SNE of item features, colour = coarse token (K-Means);\noutlines: items sharing coarse and first fine token"
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     return fig

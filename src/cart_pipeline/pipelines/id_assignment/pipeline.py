@@ -16,7 +16,13 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             ),
             node(
                 plot_identifier_prefixes,
-                inputs=["identifier_features", "semantic_ids", "params:id_assignment", "params:modality", "params:seed"],
+                inputs=[
+                    "identifier_features",
+                    "semantic_ids",
+                    "params:id_assignment",
+                    "params:modality",
+                    "params:seed",
+                ],
                 outputs="id_prefix_plot@figure",
                 name="plot_identifier_prefixes",
             ),

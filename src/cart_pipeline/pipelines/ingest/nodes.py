@@ -13,7 +13,9 @@ from cart_pipeline.core.manifest import build_tables, check_rejected_share, vali
 logger = logging.getLogger(__name__)
 
 
-def validate(manifest: pd.DataFrame, params: dict[str, Any], dataset_root: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def validate(
+    manifest: pd.DataFrame, params: dict[str, Any], dataset_root: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     valid, rejected = validate_manifest(
         manifest,
         dataset_root=Path(dataset_root),
@@ -28,7 +30,11 @@ def build_candidates_and_queries(
     valid_manifest: pd.DataFrame, rejected_items: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     # checked here, not in `validate`: the rejects of this run are saved before the run stops
-    check_rejected_share(len(valid_manifest) + len(rejected_items), rejected_items, float(params["max_rejected_share"]))
+    check_rejected_share(
+        len(valid_manifest) + len(rejected_items),
+        rejected_items,
+        float(params["max_rejected_share"]),
+    )
     candidates, queries = build_tables(
         valid_manifest,
         seed=int(params["split_seed"]),

@@ -42,7 +42,11 @@ def quantise_fine(
         distances=assignments.distance.to_numpy(np.float32),
     )
     features = column_to_matrix(identifier_features.embedding)
-    codebook_size = default_codebook_size(len(features)) if params["codebook_size"] == "auto" else int(params["codebook_size"])
+    codebook_size = (
+        default_codebook_size(len(features))
+        if params["codebook_size"] == "auto"
+        else int(params["codebook_size"])
+    )
     config = RQVAEConfig(
         latent_dim=int(params["latent_dim"]),
         hidden_dims=tuple(params["hidden_dims"]),
@@ -57,10 +61,24 @@ def quantise_fine(
         seed=int(seed),
     )
     started = time.perf_counter()
-    codes = fine_codes_for_variant(variant, features, kmeans, config, seed=seed, on_epoch=epoch_logger(f"{modality}.rqvae."))
+    codes = fine_codes_for_variant(
+        variant, features, kmeans, config, seed=seed, on_epoch=epoch_logger(f"{modality}.rqvae.")
+    )
     seconds = time.perf_counter() - started
-    diagnostics = {"variant": variant, "codebook_size": codebook_size, "n_levels": config.n_levels, "seconds": seconds, **codes.diagnostics}
-    logger.info("%s/%s: fine codes in %.1f s; %s", modality, variant, seconds, {k: round(v, 3) for k, v in codes.diagnostics.items() if isinstance(v, float)})
+    diagnostics = {
+        "variant": variant,
+        "codebook_size": codebook_size,
+        "n_levels": config.n_levels,
+        "seconds": seconds,
+        **codes.diagnostics,
+    }
+    logger.info(
+        "%s/%s: fine codes in %.1f s; %s",
+        modality,
+        variant,
+        seconds,
+        {k: round(v, 3) for k, v in codes.diagnostics.items() if isinstance(v, float)},
+    )
     log_metrics(diagnostics, prefix=f"{modality}.quantiser.")
 
     checkpoint = {
@@ -70,6 +88,8 @@ def quantise_fine(
         "rqvae": rqvae_to_checkpoint(codes.model) if codes.model is not None else None,
         "history": codes.history,
     }
-    fine_codes = pd.DataFrame({"item_id": identifier_features.item_id.to_numpy(), "coarse": codes.coarse})
+    fine_codes = pd.DataFrame(
+        {"item_id": identifier_features.item_id.to_numpy(), "coarse": codes.coarse}
+    )
     fine_codes["fine"] = int_lists_column(codes.fine, index=fine_codes.index)
     return checkpoint, fine_codes, diagnostics

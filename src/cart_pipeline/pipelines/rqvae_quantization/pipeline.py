@@ -24,4 +24,6 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             )
         ]
     )
-    return per_modality(template, modalities, shared_parameters=["rqvae_quantization", "id_variant"])
+    return per_modality(
+        template, modalities, shared_parameters=["rqvae_quantization", "id_variant"]
+    )
