@@ -22,6 +22,7 @@ from kedro.io.core import DatasetError
 
 from cart_pipeline.core.errors import InputError
 from cart_pipeline.hooks import RESUMES_ENV, RunInterrupted
+from cart_pipeline.pipelines.modalities import configure_run
 from cart_pipeline.resume import ResumeError, plan_resume
 
 VERBOSE_HELP = "show the full traceback of an error"
@@ -71,6 +72,7 @@ def cli() -> None:
 @cli.command(name="run", params=[*kedro_run.params], help=kedro_run.help)
 @click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
 def run(verbose: bool, **kwargs: Any) -> None:
+    configure_run(kwargs.get("env"), kwargs.get("conf_source"), kwargs.get("params"))
     _run_reporting_errors(lambda: kedro_run.callback(**kwargs), verbose)
 
 
@@ -102,6 +104,7 @@ def resume(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
             **({"conf_source": plan.run["conf_source"]} if plan.run.get("conf_source") else {}),
         )
         os.environ[RESUMES_ENV] = plan.original_run
+        configure_run(options["env"], options.get("conf_source"), options["params"])
         kedro_run.callback(**options)
 
     _run_reporting_errors(_resume, verbose)

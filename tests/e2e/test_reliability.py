@@ -255,3 +255,25 @@ def test_an_unwritable_data_folder_is_one_message_and_resume_finishes(tmp_path):
     resumed = run([KEDRO, "resume"], cwd=project)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (project / "data/02_intermediate/candidates.parquet").is_file()
+
+
+def test_an_env_with_a_modalities_override_runs_only_those_modalities(tmp_path):
+    project = copy_project(tmp_path / "project")
+    env = project / "conf" / "audio_only"
+    env.mkdir()
+    # an env replaces conf/local, so it names the dataset too
+    shutil.copy(project / "conf" / "local" / "globals.yml", env / "globals.yml")
+    (env / "parameters.yml").write_text("modalities: [audio]\n")
+
+    result = run(
+        [KEDRO, "run", "--env", "audio_only", "--pipelines", "ingest,feature_extraction"],
+        cwd=project,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    journal = json.loads(sorted((project / JOURNAL).glob("*.json"))[-1].read_text())
+    assert journal["env"] == "audio_only" and journal["status"] == "finished"
+    assert {"audio.extract_candidate_features", "audio.extract_query_features"} <= set(
+        journal["nodes"]
+    )
+    assert not [node for node in journal["nodes"] if node.startswith("image.")]

@@ -17,18 +17,46 @@ from kedro.pipeline import Pipeline, pipeline
 DEFAULT_MODALITIES = ("image", "audio")
 SHARED_PARAMETERS = {"params:seed", "params:num_threads", "params:dataset_root"}
 
+# Kedro builds the pipelines before any hook sees the run's configuration, and
+# `register_pipelines()` takes no arguments; so the command being run (cli.py: `kedro run`,
+# `kedro resume`, `python -m cart_pipeline`) records its --env, --conf-source and --params here
+# first, and the `modalities` list is read with them, as Kedro itself will read the parameters.
+_RUN_CONFIG: dict[str, Any] = {}
+
+
+def configure_run(
+    env: str | None = None, conf_source: str | None = None, runtime_params: dict | None = None
+) -> None:
+    """The configuration of the command being run, for :func:`configured_modalities`."""
+    _RUN_CONFIG.update(env=env, conf_source=conf_source, runtime_params=runtime_params or {})
+
 
 def configured_modalities(conf_source: Path | None = None) -> list[str]:
-    """The `modalities` list of the project's parameters (base + local)."""
+    """The `modalities` list of the project's parameters: base, then the run's environment
+    (`local` by default) and its runtime --params."""
     from kedro.config import OmegaConfigLoader
 
-    conf_source = conf_source or Path(__file__).resolve().parents[3] / "conf"
-    if not conf_source.is_dir():
+    source = conf_source or _RUN_CONFIG.get("conf_source") or _project_conf()
+    if not Path(source).is_dir():
         return list(DEFAULT_MODALITIES)
     from cart_pipeline.settings import CONFIG_LOADER_ARGS
 
-    loader = OmegaConfigLoader(str(conf_source), **CONFIG_LOADER_ARGS)
+    loader = OmegaConfigLoader(
+        str(source),
+        env=_RUN_CONFIG.get("env"),
+        runtime_params=_RUN_CONFIG.get("runtime_params") or None,
+        **CONFIG_LOADER_ARGS,
+    )
     return list(loader["parameters"].get("modalities", DEFAULT_MODALITIES))
+
+
+def _project_conf() -> Path:
+    """The conf folder of the Kedro project around the current folder (as Kedro finds it)."""
+    from kedro.framework.project import settings
+    from kedro.utils import find_kedro_project
+
+    project = find_kedro_project(Path.cwd()) or Path(__file__).resolve().parents[3]
+    return Path(project) / settings.CONF_SOURCE
 
 
 def per_modality(
