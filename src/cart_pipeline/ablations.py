@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cart_pipeline.runs import kedro, latest_by, markdown_table, saved_metrics
@@ -69,31 +68,16 @@ def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
+    """R@1 and R@10 of every variant beside the baselines, one panel per modality."""
+    from cart_pipeline.reporting.charts import recall_chart
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = list(dict.fromkeys(table.modality))
-    fig, axes = plt.subplots(
-        1, len(groups), figsize=(4.5 * len(groups), 3.8), sharey=True, squeeze=False
-    )
-    for ax, group in zip(axes[0], groups, strict=True):
-        part = table[table.modality == group]
-        x = np.arange(len(part))
-        for offset, metric, alpha in ((-0.2, "R@1", 1.0), (0.2, "R@10", 0.45)):
-            colours = ["tab:blue" if v in VARIANTS else "tab:gray" for v in part.variant]
-            bars = ax.bar(
-                x + offset, part[metric], width=0.4, color=colours, alpha=alpha, label=metric
-            )
-            ax.bar_label(bars, fmt="%.2f", fontsize=6)
-        ax.set_xticks(x, part.variant)
-        ax.set_title(f"{group} (n={part.n_queries.iloc[0]})")
-        ax.tick_params(axis="x", rotation=60, labelsize=8)
-    axes[0][0].set_ylabel("recall on test queries")
-    axes[0][0].legend(fontsize=8)  # solid: R@1, light: R@10; grey: the baselines
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    panels = {
+        group: {row["variant"]: row for row in part.to_dict("records")}
+        for group, part in table.groupby("modality", sort=False)
+    }
+    recall_chart(
+        panels, metrics=("R@1", "R@10"), title="CART ablations: test-query recall"
+    ).savefig(path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from cart_pipeline.core.report import render_report
+from cart_pipeline.reporting.html import render_report
 
 IMAGE_ITEMS = [
     "image:animals/amphibians/frog",

@@ -12,12 +12,9 @@ import logging
 import time
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from cart_pipeline.core.metrics import (
     metrics_from_ranks,
@@ -38,6 +35,7 @@ from cart_pipeline.core.retrieval.pair_lookup import PairLookup
 from cart_pipeline.core.tables import column_to_matrix
 from cart_pipeline.pipelines.encoders import load_encoder
 from cart_pipeline.pipelines.tracking import log_metrics
+from cart_pipeline.reporting.charts import recall_chart
 
 logger = logging.getLogger(__name__)
 SYSTEMS = ("cart", "cart_rerank", "dual_tower", "pair_lookup")
@@ -335,7 +333,7 @@ def summarise(
     seed: int,
     run_label: str,
     *evaluations: dict,
-) -> tuple[dict, plt.Figure]:
+) -> tuple[dict, Figure]:
     """metrics.json (per modality and pooled over modalities) and the recall bar chart."""
     import mlflow
 
@@ -379,44 +377,7 @@ def summarise(
     )
     if mlflow.active_run() is not None:
         mlflow.set_tags({k: str(v) for k, v in config.items()})
-    return metrics, recall_bar_chart(metrics)
-
-
-def recall_bar_chart(metrics: dict) -> plt.Figure:
-    """R@1/5/10 per system with 95 % CI whiskers, per modality and overall."""
-    groups = [*metrics["by_modality"], "overall"]
-    columns = ["R@1", "R@5", "R@10"]
-    systems = metrics["systems"]
-    width = 0.8 / len(systems)
-    # constrained layout gives the suptitle its own row (tight_layout let it cover a title)
-    fig, axes = plt.subplots(
-        1,
-        len(groups),
-        figsize=(4.5 * len(groups), 3.9),
-        sharey=True,
-        squeeze=False,
-        layout="constrained",
+    panels = {**metrics["by_modality"], "overall": metrics["overall"]}
+    return metrics, recall_chart(
+        panels, title=f"Test-query recall, identifiers: {config['id_variant']}"
     )
-    for ax, group in zip(axes[0], groups, strict=True):
-        table = metrics["overall"] if group == "overall" else metrics["by_modality"][group]
-        x = np.arange(len(columns))
-        for i, system in enumerate(systems):
-            values = np.array([table[system][c] for c in columns])
-            ci = np.array([table[system][f"{c}_ci95"] for c in columns]).T  # (2, 3)
-            errors = np.clip(np.abs(ci - values), 0, None)
-            bars = ax.bar(
-                x + (i - (len(systems) - 1) / 2) * width,
-                values,
-                width=width,
-                yerr=errors,
-                capsize=2,
-                label=system.replace("_", " "),
-            )
-            ax.bar_label(bars, fmt="%.2f", fontsize=6, padding=2)
-        ax.set_xticks(x, columns)
-        ax.set_title(f"{group} (n={table[systems[0]]['n_queries']})")
-        ax.set_ylim(0, 1.05)
-    axes[0][0].set_ylabel("recall (strict), 95 % CI")
-    axes[0][-1].legend(loc="upper left", fontsize=7)
-    fig.suptitle(f"Test-query recall, identifiers: {metrics['config'].get('id_variant')}")
-    return fig

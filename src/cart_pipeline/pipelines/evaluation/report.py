@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from cart_pipeline.core.pairs import item_descriptions
-from cart_pipeline.core.report import render_report
+from cart_pipeline.reporting.html import render_report
 
 
 def _png_bytes(image: Image.Image) -> bytes:
