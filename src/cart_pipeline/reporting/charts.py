@@ -1,4 +1,5 @@
-"""The one recall chart: grouped bars per system, one panel per modality (and overall)."""
+"""The charts of the pipeline: the one recall chart (grouped bars per system, one panel per
+modality and overall) and the identifier prefix map."""
 
 from __future__ import annotations
 
@@ -61,4 +62,44 @@ def recall_chart(
     axes[0][-1].legend(loc="upper left", fontsize=7)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def identifier_prefix_map(
+    features: np.ndarray,
+    coarse: np.ndarray,
+    fine: np.ndarray,
+    title: str,
+    perplexity: float = 30.0,
+    outlined: int = 4,
+    seed: int = 0,
+) -> plt.Figure:
+    """t-SNE of (N, D) item features coloured by coarse token (N,); in the `outlined` largest
+    coarse clusters, the items sharing its most common first fine token (fine: (N, M)) are
+    outlined, to show whether identifier prefixes are neighbourhoods."""
+    from scipy.spatial import ConvexHull
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    reduced = PCA(n_components=min(50, *features.shape), random_state=seed).fit_transform(features)
+    perplexity = min(perplexity, (len(features) - 1) / 3)
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+        reduced
+    )
+
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.scatter(xy[:, 0], xy[:, 1], c=coarse % 20, cmap="tab20", s=10, alpha=0.8, linewidths=0)
+    if fine.shape[1]:
+        for k in np.argsort(-np.bincount(coarse))[:outlined]:
+            in_k = coarse == k
+            first_fine = np.bincount(fine[in_k, 0]).argmax()
+            members = xy[in_k & (fine[:, 0] == first_fine)]
+            if len(members) >= 3:
+                hull = ConvexHull(members)
+                ring = np.append(hull.vertices, hull.vertices[0])
+                ax.plot(members[ring, 0], members[ring, 1], "k-", lw=1)
+                ax.annotate(f"c{k}-f{first_fine}", members.mean(0), fontsize=8, weight="bold")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
     return fig
