@@ -10,6 +10,17 @@ import pytest
 from PIL import Image
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Tiny tensors: one thread avoids OpenMP barrier stalls (50x slower on a shared 2-core box)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shipped_media(default_manifest, default_dataset):
     """item_id -> absolute media path, e.g. shipped_media('image:vehicles/garbagetruck')."""

@@ -29,13 +29,7 @@ from cart_pipeline.core.decoder.train import batch_memory, length_bucketed_batch
 S, H, T = 3, 16, 7  # tiny text side: 3 layers of width 16, 7 tokens
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one thread avoids OpenMP barrier stalls (50x slower on a shared 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def semantic_ids(

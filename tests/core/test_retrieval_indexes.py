@@ -23,13 +23,7 @@ from cart_pipeline.core.retrieval.dual_tower import (
 )
 from cart_pipeline.io import TorchCheckpointDataset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # ------------------------------------------------------------------------------ CartIndex

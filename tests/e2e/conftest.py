@@ -32,6 +32,15 @@ FAST_PARAMS = ",".join(
 )
 
 
+TIMING_KEYS = {
+    "qps_search",
+    "qps_with_encoding",
+    "search_seconds",
+    "encoding_seconds",
+    "rerank_seconds",
+}
+
+
 def run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -54,22 +63,42 @@ def make_slice(root: Path, n_images: int = 36, n_audio: int = 18) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def project_copy(tmp_path_factory) -> Path:
-    project = tmp_path_factory.mktemp("project")
+def copy_project(
+    root: Path, dataset: Path | None = None, n_images: int = 36, n_audio: int = 18
+) -> Path:
+    """The project's conf/base and src in `root`, with conf/local pointing at `dataset` (a slice
+    of the default dataset made there when not given)."""
+    root.mkdir(parents=True, exist_ok=True)
     for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, project / name)
-    shutil.copytree(PROJECT_ROOT / "conf" / "base", project / "conf" / "base")
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    shutil.copytree(PROJECT_ROOT / "conf" / "base", root / "conf" / "base")
     # kedro wants the source folder inside the project (the same code as the installed package)
     shutil.copytree(
         PROJECT_ROOT / "src",
-        project / "src",
+        root / "src",
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
     )
-    dataset = make_slice(project / "dataset")
-    (project / "conf" / "local").mkdir(parents=True)
-    (project / "conf" / "local" / "globals.yml").write_text(f"dataset_root: {dataset}\n")
-    return project
+    dataset = dataset or make_slice(root / "dataset", n_images=n_images, n_audio=n_audio)
+    (root / "conf" / "local").mkdir(parents=True)
+    (root / "conf" / "local" / "globals.yml").write_text(f"dataset_root: {dataset}\n")
+    return root
+
+
+def quality(metrics: dict) -> dict:
+    """Every metrics.json entry but throughput and timings, which vary run to run."""
+    groups = {**metrics["by_modality"], "overall": metrics["overall"]}
+    return {
+        (group, system, key): value
+        for group, systems in groups.items()
+        for system, values in systems.items()
+        for key, value in values.items()
+        if key not in TIMING_KEYS
+    }
+
+
+@pytest.fixture(scope="session")
+def project_copy(tmp_path_factory) -> Path:
+    return copy_project(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture(scope="session")

@@ -15,27 +15,7 @@ import sys
 import pandas as pd
 import pyarrow.parquet as pq
 
-from tests.e2e.conftest import FAST_PARAMS, run
-
-# Throughput and timings vary run to run; everything else in metrics.json must not.
-TIMING_KEYS = {
-    "qps_search",
-    "qps_with_encoding",
-    "search_seconds",
-    "encoding_seconds",
-    "rerank_seconds",
-}
-
-
-def _quality(metrics: dict) -> dict:
-    groups = {**metrics["by_modality"], "overall": metrics["overall"]}
-    return {
-        (group, system, key): value
-        for group, systems in groups.items()
-        for system, values in systems.items()
-        for key, value in values.items()
-        if key not in TIMING_KEYS
-    }
+from tests.e2e.conftest import FAST_PARAMS, quality, run
 
 
 def _versions(path):
@@ -80,7 +60,7 @@ def test_ablation_command_writes_the_comparison_and_reproduces_the_default_run(t
     # same seed, same configuration => same identifiers and the same metrics, exactly
     last_metrics = json.loads(_versions(project / "data/08_reporting/metrics.json")[-1].read_text())
     assert last_metrics["config"]["run_label"] == "cart"
-    assert _quality(last_metrics) == _quality(first_metrics)
+    assert quality(last_metrics) == quality(first_metrics)
     last_ids = pq.read_table(
         _versions(project / "data/05_model_input/image/semantic_ids.parquet")[-1]
     )

@@ -25,36 +25,17 @@ import mlflow
 import pytest
 
 from cart_pipeline.resume import unfinished_nodes
-from tests.conftest import PROJECT_ROOT
-from tests.e2e.conftest import FAST_PARAMS, KEDRO, make_slice, run
+from tests.e2e.conftest import FAST_PARAMS, KEDRO, quality, run
+from tests.e2e.conftest import copy_project as make_project
 
 CART_SEARCH = str(Path(sys.executable).parent / "cart-search")
 ENV = {**os.environ, "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 JOURNAL = Path("data/09_tracking/runs")
-TIMING_KEYS = {
-    "qps_search",
-    "qps_with_encoding",
-    "search_seconds",
-    "encoding_seconds",
-    "rerank_seconds",
-}
 
 
 def copy_project(root: Path, dataset: Path | None = None) -> Path:
     """A project copy of its own (not the shared trained one): these runs fail on purpose."""
-    root.mkdir(parents=True, exist_ok=True)
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    shutil.copytree(PROJECT_ROOT / "conf" / "base", root / "conf" / "base")
-    shutil.copytree(
-        PROJECT_ROOT / "src",
-        root / "src",
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-    )
-    dataset = dataset or make_slice(root / "dataset", n_images=24, n_audio=18)
-    (root / "conf" / "local").mkdir(parents=True)
-    (root / "conf" / "local" / "globals.yml").write_text(f"dataset_root: {dataset}\n")
-    return root
+    return make_project(root, dataset, n_images=24, n_audio=18)
 
 
 @pytest.fixture(scope="module")
@@ -119,17 +100,6 @@ def kill_at_node(project: Path, process: subprocess.Popen, node: str) -> dict:
 
 def versions(path: Path) -> list[str]:
     return sorted(p.parent.name for p in path.glob(f"*/{path.name}"))
-
-
-def quality(metrics: dict) -> dict:
-    groups = {**metrics["by_modality"], "overall": metrics["overall"]}
-    return {
-        (group, system, key): value
-        for group, systems in groups.items()
-        for system, values in systems.items()
-        for key, value in values.items()
-        if key not in TIMING_KEYS
-    }
 
 
 def test_sigint_ends_the_mlflow_run_failed_not_finished(project):
