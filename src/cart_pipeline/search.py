@@ -260,10 +260,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet() -> None:
+    """stderr carries only what the user must know: no library deprecation warnings, no
+    weight-loading progress bars, no Kedro INFO logs (--verbose brings them back)."""
+    import warnings
+    from importlib.resources import files
+
+    # not `filterwarnings("ignore")`: importing mlflow inserts its own "once" filter in front
+    warnings.showwarning = lambda *args, **kwargs: None
+    os.environ.setdefault(
+        "KEDRO_LOGGING_CONFIG", str(files("cart_pipeline") / "resources" / "quiet_logging.yml")
+    )
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    if not args.verbose:
+        _quiet()
     logging.basicConfig(level=logging.WARNING)
     try:
         if args.queries:

@@ -45,6 +45,15 @@ def test_text_output_lists_ranked_results_with_descriptions(project):
     assert "loaded in" in result.stderr and "ms/query" in result.stderr
 
 
+def test_stderr_is_clean_without_verbose(project):
+    result = run(
+        [CART_SEARCH, "a brown hen", "--top-k", "2", "--project", str(project)], cwd=project
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no deprecation warnings, progress bars or Kedro INFO logs
+    assert "query: a brown hen" in result.stdout
+
+
 def test_json_output_is_one_record_per_result_in_score_order(project):
     result = run(
         [CART_SEARCH, "a dog", "--top-k", "4", "--json", "--project", str(project)], cwd=project
