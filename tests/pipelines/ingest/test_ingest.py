@@ -257,6 +257,7 @@ def ingest_catalog(manifest: pd.DataFrame, root: Path, rejects: Path) -> DataCat
                     "max_validation_fraction": 0.25,
                     "known_modalities": KNOWN,
                     "max_rejected_share": 0.1,
+                    "check_media_decodes": True,
                 }
             ),
             "params:dataset_root": MemoryDataset(str(root)),

@@ -51,7 +51,7 @@ def cluster_candidates(
         else int(params["n_clusters"])
     )
     started = time.perf_counter()
-    result = fit_kmeans(features, n_clusters, seed=seed, method=params.get("method", "auto"))
+    result = fit_kmeans(features, n_clusters, seed=seed, method=params["method"])
     seconds = time.perf_counter() - started
     sizes = np.bincount(result.assignments, minlength=n_clusters)
     logger.info(

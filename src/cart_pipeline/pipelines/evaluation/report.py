@@ -92,5 +92,5 @@ def build_report(
     items = candidates.assign(text=candidates.item_id.map(item_descriptions(queries)).fillna(""))[
         ["item_id", "modality", "media_path", "text"]
     ]
-    examples = pick_examples(rankings, queries, int(params.get("report_examples", 20)))
+    examples = pick_examples(rankings, queries, int(params["report_examples"]))
     return render_report(metrics, examples, items, Path(dataset_root), plots)

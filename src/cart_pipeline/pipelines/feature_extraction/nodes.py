@@ -56,7 +56,7 @@ def extract_candidate_features(
 
     table = features_frame(candidates.item_id[ok], features, encoder=encoder.name)
     if logits is not None:
-        top_k = int(params.get("class_top_k", 5))
+        top_k = int(params["class_top_k"])
         probs = _softmax(logits)
         top = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]  # (n_ok, k)
         table["class_top"] = int_lists_column(top, index=table.index)

@@ -20,7 +20,7 @@ def validate(
         manifest,
         dataset_root=Path(dataset_root),
         known_modalities=list(params["known_modalities"]),
-        check_media=bool(params.get("check_media_decodes", True)),
+        check_media=bool(params["check_media_decodes"]),
     )
     logger.info("manifest: %d rows valid, %d rejected", len(valid), len(rejected))
     return valid, rejected
