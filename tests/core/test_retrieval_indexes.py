@@ -151,3 +151,12 @@ def test_dual_tower_checkpoint_round_trip_through_the_dataset(tmp_path):
 
     assert loaded["saved_version"] == "2026-01-01T00.00.00.000Z" and loaded["history"] == history
     torch.testing.assert_close(embed_items(again, items), embed_items(model, items))
+
+
+def test_dual_tower_embeds_an_empty_item_set():
+    model = dual_tower_from_checkpoint(
+        dual_tower_to_checkpoint(
+            train_dual_tower(*tiny_corpus(), DualTowerConfig(**{**CONFIG.__dict__, "epochs": 1}))[0]
+        )
+    )
+    assert embed_items(model, np.zeros((0, 16), np.float32)).shape == (0, CONFIG.embed_dim)

@@ -167,6 +167,8 @@ def embed_items(
 ) -> torch.Tensor:
     model.eval()
     items = torch.from_numpy(np.ascontiguousarray(item_features, dtype=np.float32))
+    if not len(items):  # e.g. no test query of a modality put any item in CART's beams
+        return torch.zeros((0, model.config.embed_dim))
     return torch.cat(
         [model.item_head(items[s : s + batch_size]) for s in range(0, len(items), batch_size)]
     )
