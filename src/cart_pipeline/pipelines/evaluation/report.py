@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from cart_pipeline.core.errors import InputError
 from cart_pipeline.core.pairs import item_descriptions
 from cart_pipeline.reporting.html import render_report
 
@@ -56,6 +57,27 @@ def pick_examples(
     return examples
 
 
+class StaleArtifactsError(InputError):
+    """Artifacts of two different runs met in one node."""
+
+
+def check_one_run(rankings: dict, candidates: pd.DataFrame, queries: pd.DataFrame) -> None:
+    """Rankings and the ingest tables must come from one run: after a re-ingest, a partial
+    `kedro run --from-nodes ...` can pair new tables with old rankings."""
+    for modality, by_system in rankings.items():
+        for system, table in by_system.items():
+            unknown_items = set(table.item_id) - set(candidates.item_id)
+            unknown_queries = set(table.query_id) - set(queries.query_id)
+            if unknown_items or unknown_queries:
+                example = sorted(unknown_items or unknown_queries)[0]
+                raise StaleArtifactsError(
+                    f"{modality}.{system}_rankings names {len(unknown_items)} items and "
+                    f"{len(unknown_queries)} queries the current ingest tables lack (e.g. {example!r}): "
+                    "they come from different runs. Run the whole pipeline (`kedro run`), or "
+                    "`kedro resume` to finish an interrupted one."
+                )
+
+
 def build_report(
     metrics: dict,
     candidates: pd.DataFrame,
@@ -69,6 +91,7 @@ def build_report(
     rankings = {
         m: {s: per_modality[f"{m}_{s}_rankings"] for s in metrics["systems"]} for m in modalities
     }
+    check_one_run(rankings, candidates, queries)
     plots = {"Test-query recall by system": _png_bytes(recall_plot)}
     plots.update(
         {
