@@ -13,6 +13,8 @@ import torch
 from kedro.framework.hooks import hook_impl
 from kedro.io import MemoryDataset
 
+from cart_pipeline.core.device import resolve_device
+
 logger = logging.getLogger(__name__)
 
 JOURNAL_FOLDER = Path("data/09_tracking/runs")  # one record per `kedro run` (RunJournalHook)
@@ -20,7 +22,8 @@ RESUMES_ENV = "CART_RESUMES"  # set by `kedro resume`: the session id of the run
 
 
 class TorchThreadsHook:
-    """Caps torch's intra-op threads at `num_threads` (parameters.yml) for the whole run.
+    """Caps torch's intra-op threads at `num_threads` (parameters.yml) for the whole run, and
+    checks the `device` settings before any node runs.
 
     On a small machine torch's default (all cores, plus inter-op threads) oversubscribes the
     CPU as soon as media decoding threads run beside it.
@@ -32,6 +35,10 @@ class TorchThreadsHook:
         if threads:
             torch.set_num_threads(int(threads))
             logger.info("torch uses %d threads", int(threads))
+        # an unavailable `device` (shared or a stage's own) stops the run before any node runs
+        params = context.params
+        for group in ("", *(k for k, v in params.items() if isinstance(v, dict) and "device" in v)):
+            resolve_device(params[group]["device"] if group else params.get("device"))
 
 
 class RunInterrupted(Exception):  # noqa: N818 - it is what happened, not an error in the code

@@ -86,17 +86,21 @@ class Retriever:
         version: str | None = None,
         run_id: str | None = None,
         modalities: list[str] | None = None,
+        device: str | None = None,
     ) -> Retriever:
+        """``device``: where the decoders run (default: the project's `device` parameter)."""
         # Kedro logs and warns on the console while it starts; stdout is for results only.
         with contextlib.redirect_stdout(sys.stderr):
-            return cls._load(project_path, version, run_id, modalities)
+            return cls._load(project_path, version, run_id, modalities, device)
 
     @classmethod
-    def _load(cls, project_path, version, run_id, modalities) -> Retriever:
+    def _load(cls, project_path, version, run_id, modalities, device) -> Retriever:
         from kedro.framework.session import KedroSession
         from kedro.framework.startup import bootstrap_project
         from kedro.io.core import DatasetError, VersionNotFoundError
 
+        from cart_pipeline.core.device import resolve_device
+        from cart_pipeline.core.errors import InputError
         from cart_pipeline.core.pairs import item_descriptions
         from cart_pipeline.core.retrieval.cart import CartIndex
         from cart_pipeline.pipelines.encoders import load_encoder
@@ -158,8 +162,14 @@ class Retriever:
                     f"cannot load version {wanted_version!r} of {name}: {error}"
                 ) from None
             checkpoints[modality] = checkpoint
-        text_encoder = load_encoder(params["feature_extraction"]["text_encoder"])
-        indexes = {m: CartIndex.from_checkpoint(c, text_encoder) for m, c in checkpoints.items()}
+        try:
+            device = resolve_device(device or params.get("device"))
+        except InputError as error:
+            raise SearchError(str(error)) from None
+        text_encoder = load_encoder(params["feature_extraction"]["text_encoder"], device)
+        indexes = {
+            m: CartIndex.from_checkpoint(c, text_encoder, device) for m, c in checkpoints.items()
+        }
         items = catalog.load("candidates")
         queries = catalog.load("queries")
         items = items.assign(description=items.item_id.map(item_descriptions(queries)).fillna(""))
@@ -249,6 +259,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", help="a Kedro save version of the artifacts (default: latest)")
     parser.add_argument("--run-id", help="an MLflow run id whose artifacts to use")
     parser.add_argument(
+        "--device", help="cpu, cuda, cuda:N, mps or auto (default: the project's `device`)"
+    )
+    parser.add_argument(
         "--project", type=Path, default=None, help="the Kedro project (default: the current folder)"
     )
     parser.add_argument(
@@ -307,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             version=args.version,
             run_id=args.run_id,
             modalities=[args.modality] if args.modality else None,
+            device=args.device,
         )
         started = time.perf_counter()
         results = retriever.search(

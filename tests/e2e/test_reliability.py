@@ -247,3 +247,21 @@ def test_an_env_with_a_modalities_override_runs_only_those_modalities(tmp_path):
         journal["nodes"]
     )
     assert not [node for node in journal["nodes"] if node.startswith("image.")]
+
+
+def test_an_unavailable_device_stops_the_run_before_any_node(tmp_path):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    project = copy_project(tmp_path / "project")
+
+    result = run(
+        [KEDRO, "run", "--pipelines", "ingest", "--params", "decoder_training.device=cuda"],
+        cwd=project,
+    )
+
+    assert result.returncode == 1
+    assert (
+        "Error: device=cuda: torch sees no CUDA GPU" in result.stderr
+        and "Traceback" not in result.stderr
+    )
+    assert not (project / "data/02_intermediate/candidates.parquet").exists()

@@ -10,6 +10,8 @@ import json
 from functools import cache
 from typing import Any
 
+import torch
+
 from cart_pipeline.core.encoders import build_encoder
 
 
@@ -18,8 +20,11 @@ def _cached(name: str, kwargs_json: str) -> Any:
     return build_encoder(name, **json.loads(kwargs_json))
 
 
-def load_encoder(spec: dict[str, Any]) -> Any:
-    """`{name: ..., **kwargs}` from the parameters -> a (cached) encoder instance."""
+def load_encoder(spec: dict[str, Any], device: torch.device | None = None) -> Any:
+    """`{name: ..., **kwargs}` from the parameters -> a (cached) encoder instance, on `device`
+    unless the spec names its own (on the CPU the spec is left as is: one shared instance)."""
     spec = dict(spec)
+    if device is not None and device.type != "cpu":
+        spec.setdefault("device", str(device))
     name = spec.pop("name")
     return _cached(name, json.dumps(spec, sort_keys=True))

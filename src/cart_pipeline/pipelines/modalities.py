@@ -15,7 +15,7 @@ from typing import Any
 from kedro.pipeline import Pipeline, pipeline
 
 DEFAULT_MODALITIES = ("image", "audio")
-SHARED_PARAMETERS = {"params:seed", "params:num_threads", "params:dataset_root"}
+SHARED_PARAMETERS = {"params:seed", "params:num_threads", "params:dataset_root", "params:device"}
 
 # Kedro builds the pipelines before any hook sees the run's configuration, and
 # `register_pipelines()` takes no arguments; so the command being run (cli.py: `kedro run`,

@@ -31,8 +31,10 @@ class CartIndex:
     version: str | None = None  # the Kedro save version of the checkpoint, when it came from one
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict, text_encoder) -> CartIndex:
-        decoder, extra = decoder_from_checkpoint(checkpoint)
+    def from_checkpoint(
+        cls, checkpoint: dict, text_encoder, device: str | torch.device = "cpu"
+    ) -> CartIndex:
+        decoder, extra = decoder_from_checkpoint(checkpoint, map_location=device)
         identifiers = torch.as_tensor(extra["identifiers"], dtype=torch.long)
         item_ids = np.asarray(extra["item_ids"], dtype=object)
         return cls(
@@ -76,8 +78,8 @@ class CartIndex:
             )
             t2 = time.perf_counter()
             encode_s, decode_s = encode_s + t1 - t0, decode_s + t2 - t1
-            found.append(items.numpy())
-            scores.append(logp.numpy())
+            found.append(items.cpu().numpy())
+            scores.append(logp.cpu().numpy())
         if not found:
             return (
                 np.zeros((0, top_k), np.int64),

@@ -26,7 +26,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             ),
             node(
                 extract_query_features,
-                inputs=["pseudo_queries", "params:feature_extraction"],
+                inputs=["pseudo_queries", "params:feature_extraction", "params:device"],
                 outputs="pseudo_query_features",
                 name="encode_pseudo_queries",
             ),

@@ -20,6 +20,7 @@ from cart_pipeline.core.decoder import (
     train_decoder,
 )
 from cart_pipeline.core.decoder.targets import dual_tower_targets, sibling_targets
+from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.pairs import index_pairs, text_features_of
 from cart_pipeline.core.quantize.ids import Vocabulary
 from cart_pipeline.core.retrieval.dual_tower import dual_tower_from_checkpoint
@@ -44,8 +45,10 @@ def train_cart_decoder(
     text_encoder_spec: dict[str, Any],
     modality: str,
     seed: int,
+    device: str,
 ) -> tuple[dict, pd.DataFrame]:
     params = for_modality(params, modality)
+    device = stage_device(params, device)
     seed_everything(seed)
     item_ids = semantic_ids.item_id.to_numpy()
     identifiers = torch.from_numpy(int_lists_to_matrix(semantic_ids.tokens))  # (N, L)
@@ -85,6 +88,7 @@ def train_cart_decoder(
     model = CartDecoder(config)
     if tune_text_layers:
         model.load_text_layers(encoder.top_layers(tune_text_layers))
+    model.to(device)  # training follows the model's device; the checkpoint is saved from the CPU
     logger.info(
         "%s: training on %d pairs (%d validation) over %d identifiers of length %d; %.2fM parameters",
         modality,

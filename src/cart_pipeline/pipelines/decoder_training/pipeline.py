@@ -22,6 +22,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "params:feature_extraction.text_encoder",
                     "params:modality",
                     "params:seed",
+                    "params:device",
                 ],
                 outputs=["cart_decoder", "decoder_history"],
                 name="train_cart_decoder",

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.metrics import (
     metrics_from_ranks,
     paired_comparison,
@@ -61,8 +62,10 @@ def rank_with_cart(
     queries: pd.DataFrame,
     params: dict[str, Any],
     text_encoder_spec: dict[str, Any],
+    device: str,
 ) -> tuple[pd.DataFrame, dict]:
-    index = CartIndex.from_checkpoint(cart_decoder, load_encoder(text_encoder_spec))
+    device = stage_device(params, device)
+    index = CartIndex.from_checkpoint(cart_decoder, load_encoder(text_encoder_spec, device), device)
     test = heldout_queries(queries, index.item_ids)
     top, scores, timing = index.search(
         test.text.tolist(),

@@ -24,6 +24,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "queries",
                     "params:evaluation",
                     "params:feature_extraction.text_encoder",
+                    "params:device",
                 ],
                 outputs=["cart_rankings", "cart_timing"],
                 name="rank_with_cart",

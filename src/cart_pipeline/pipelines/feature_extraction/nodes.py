@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.features import encode_images_with_logits, encode_media
 from cart_pipeline.core.tables import features_frame, int_lists_column
 from cart_pipeline.pipelines.encoders import load_encoder
@@ -31,10 +32,10 @@ def select_modality(
 
 
 def extract_candidate_features(
-    candidates: pd.DataFrame, params: dict[str, Any], modality: str, dataset_root: str
+    candidates: pd.DataFrame, params: dict[str, Any], modality: str, dataset_root: str, device: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Embed every candidate's media; undecodable files and non-finite embeddings are rejects."""
-    encoder = load_encoder(params["encoders"][modality])
+    encoder = load_encoder(params["encoders"][modality], stage_device(params, device))
     paths = [Path(dataset_root) / p for p in candidates.media_path]
     started = time.perf_counter()
     kwargs = dict(batch_size=int(params["batch_size"]), num_threads=int(params["decode_threads"]))
@@ -68,8 +69,10 @@ def extract_candidate_features(
     return table, rejected
 
 
-def extract_query_features(queries: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
-    encoder = load_encoder(params["text_encoder"])
+def extract_query_features(
+    queries: pd.DataFrame, params: dict[str, Any], device: str
+) -> pd.DataFrame:
+    encoder = load_encoder(params["text_encoder"], stage_device(params, device))
     cut = queries.query_id[encoder.over_length(queries.text.tolist())]
     if len(cut):
         logger.warning(
