@@ -262,6 +262,11 @@ def _parser() -> argparse.ArgumentParser:
         "--device", help="cpu, cuda, cuda:N, mps or auto (default: the project's `device`)"
     )
     parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8-quantised decoder (CPU; faster, scores shift slightly)",
+    )
+    parser.add_argument(
         "--project", type=Path, default=None, help="the Kedro project (default: the current folder)"
     )
     parser.add_argument(
@@ -322,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             modalities=[args.modality] if args.modality else None,
             device=args.device,
         )
+        if args.int8:
+            retriever.indexes = {m: index.int8() for m, index in retriever.indexes.items()}
         started = time.perf_counter()
         results = retriever.search(
             queries, k=args.top_k, modality=args.modality, beam_size=args.beam_size

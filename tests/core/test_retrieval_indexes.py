@@ -160,3 +160,20 @@ def test_dual_tower_embeds_an_empty_item_set():
         )
     )
     assert embed_items(model, np.zeros((0, 16), np.float32)).shape == (0, CONFIG.embed_dim)
+
+
+def test_int8_index_quantises_the_linear_layers_and_searches_the_same_corpus(cart_index):
+    quantised = cart_index.int8()
+
+    kinds = {type(m).__module__ for m in quantised.decoder.modules()}
+    assert any("quantized" in k for k in kinds)
+    assert not any(
+        "quantized" in type(m).__module__ for m in cart_index.decoder.modules()
+    )  # a copy
+    top8, scores8, _ = quantised.search(["a brown hen", "a fire truck"], top_k=6, beam_size=6)
+    top32, scores32, _ = cart_index.search(["a brown hen", "a fire truck"], top_k=6, beam_size=6)
+    assert [sorted(r) for r in top8.tolist()] == [
+        sorted(r) for r in top32.tolist()
+    ]  # the whole corpus
+    np.testing.assert_allclose(np.sort(scores8, 1), np.sort(scores32, 1), atol=0.1)
+    assert quantised.version == cart_index.version

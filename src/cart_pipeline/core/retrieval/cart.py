@@ -7,6 +7,8 @@ constrained by the identifier trie -> item ids with their sequence log-probabili
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -45,6 +47,29 @@ class CartIndex:
             extra,
             checkpoint.get("saved_version"),
         )
+
+    def int8(self) -> CartIndex:
+        """The same index with the decoder's linear layers dynamically quantised to int8 (CPU
+        only): weights stored as int8, activations quantised per batch. Scores shift slightly,
+        so a ranking can differ from the float32 one (benchmarks/int8_decoding.py measures it)."""
+        import warnings
+
+        if self.decoder.tok_emb.weight.device.type != "cpu":
+            raise ValueError("int8 dynamic quantisation runs on the CPU only")
+        # not the layers whose weights the model reads directly: the fine branch's K/V (folded
+        # into the queries) and the output head (tied to the embedding, sliced per position)
+        direct = ("fine.kv", "head")
+        layers = {
+            name
+            for name, module in self.decoder.named_modules()
+            if isinstance(module, torch.nn.Linear) and not name.endswith(direct)
+        }
+        with warnings.catch_warnings():  # torch.ao's notice that quantisation moves to torchao
+            warnings.simplefilter("ignore")
+            decoder = torch.ao.quantization.quantize_dynamic(
+                copy.deepcopy(self.decoder), layers, dtype=torch.qint8
+            )
+        return dataclasses.replace(self, decoder=decoder)
 
     @torch.inference_mode()
     def search(

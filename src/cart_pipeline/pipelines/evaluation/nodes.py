@@ -66,6 +66,8 @@ def rank_with_cart(
 ) -> tuple[pd.DataFrame, dict]:
     device = stage_device(params, device)
     index = CartIndex.from_checkpoint(cart_decoder, load_encoder(text_encoder_spec, device), device)
+    if params["int8"]:
+        index = index.int8()
     test = heldout_queries(queries, index.item_ids)
     top, scores, timing = index.search(
         test.text.tolist(),
