@@ -326,6 +326,7 @@ def run_config(
         "seed": int(seed),
         "beam_size": int(evaluation["beam_size"]),
         "top_k": int(evaluation["top_k"]),
+        "int8": bool(evaluation["int8"]),
     }
 
 
