@@ -14,6 +14,7 @@ from cart_pipeline.core.metrics import pessimistic_ranks
 from cart_pipeline.core.retrieval.cart import CartIndex
 from cart_pipeline.core.retrieval.dual_tower import (
     DualTowerConfig,
+    DualTowerIndex,
     dual_tower_from_checkpoint,
     dual_tower_to_checkpoint,
     embed_items,
@@ -177,3 +178,23 @@ def test_int8_index_quantises_the_linear_layers_and_searches_the_same_corpus(car
     ]  # the whole corpus
     np.testing.assert_allclose(np.sort(scores8, 1), np.sort(scores32, 1), atol=0.1)
     assert quantised.version == cart_index.version
+
+
+def test_dual_tower_index_searches_in_batches_like_one_call_and_times_encoding():
+    texts, pair_items, items = tiny_corpus()
+    model, _ = train_dual_tower(
+        texts, pair_items, items, DualTowerConfig(**{**CONFIG.__dict__, "epochs": 3})
+    )
+    checkpoint = {**dual_tower_to_checkpoint(model), "saved_version": "v7"}
+    index = DualTowerIndex.from_checkpoint(
+        checkpoint, [f"item{i}" for i in range(len(items))], items
+    )
+    encoded = []
+
+    found, scores, timing = index.search(texts, top_k=3, batch_size=5, encode=encoded.append)
+
+    whole, whole_scores = search(model, texts, items, top_k=3)
+    np.testing.assert_array_equal(found[:, :3], whole[:, :3])
+    np.testing.assert_allclose(scores[:, :3], whole_scores[:, :3], rtol=1e-6)
+    assert [b.start for b in encoded] == list(range(0, len(texts), 5))  # once per batch
+    assert timing["decode_s"] > 0 and index.version == "v7"

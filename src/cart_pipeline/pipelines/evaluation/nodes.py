@@ -27,10 +27,10 @@ from cart_pipeline.core.metrics import (
 from cart_pipeline.core.pairs import index_pairs, text_features_of
 from cart_pipeline.core.retrieval.cart import CartIndex
 from cart_pipeline.core.retrieval.dual_tower import (
+    DualTowerIndex,
     dual_tower_from_checkpoint,
     embed_items,
     embed_texts,
-    search,
 )
 from cart_pipeline.core.retrieval.pair_lookup import PairLookup
 from cart_pipeline.core.tables import column_to_matrix
@@ -92,52 +92,26 @@ def rank_with_dual_tower(
     params: dict[str, Any],
     text_encoder_spec: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict]:
-    model = dual_tower_from_checkpoint(dual_tower)
-    item_ids = candidate_features.item_id.to_numpy()
-    item_embeddings = embed_items(
-        model, column_to_matrix(candidate_features.embedding)
-    )  # the index
-    test = heldout_queries(queries, item_ids)
-    text = text_features_of(test.query_id, query_features)
-
-    # time encoding + search per batch exactly as CART's search is timed (the search itself
-    # reads the stored features: the same MiniLM vectors)
-    encoder, batch, encode_s, search_s, frames = (
-        load_encoder(text_encoder_spec),
-        int(params["batch_size"]),
-        0.0,
-        0.0,
-        [],
+    index = DualTowerIndex.from_checkpoint(
+        dual_tower,
+        candidate_features.item_id.to_numpy(),
+        column_to_matrix(candidate_features.embedding),
     )
-    for start in range(0, len(test), batch):
-        t0 = time.perf_counter()
-        encoder.encode(test.text.iloc[start : start + batch].tolist())
-        t1 = time.perf_counter()
-        found, score = search(
-            model,
-            text[start : start + batch],
-            top_k=int(params["top_k"]),
-            item_embeddings=item_embeddings,
-        )
-        t2 = time.perf_counter()
-        encode_s, search_s = encode_s + t1 - t0, search_s + t2 - t1
-        frames.append(
-            rankings_frame(
-                test.query_id.iloc[start : start + batch].tolist(), item_ids, found, score
-            )
-        )
-    rankings = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else rankings_frame([], item_ids, np.zeros((0, 0), np.int64), np.zeros((0, 0)))
+    test = heldout_queries(queries, index.item_ids)
+    encoder = load_encoder(text_encoder_spec)
+    found, scores, timing = index.search(
+        text_features_of(test.query_id, query_features),
+        top_k=int(params["top_k"]),
+        batch_size=int(params["batch_size"]),
+        encode=lambda batch: encoder.encode(test.text.iloc[batch].tolist()),  # timed, as CART's
     )
+    rankings = rankings_frame(test.query_id.tolist(), index.item_ids, found, scores)
     selected = max(dual_tower.get("history") or [{}], key=lambda h: h.get("val_mrr10", -1.0))
     validation = {k.removeprefix("val_"): v for k, v in selected.items() if k.startswith("val_")}
-    timing = _throughput(len(test), {"encode_s": encode_s, "decode_s": search_s})
     return rankings, {
-        **timing,
+        **_throughput(len(test), timing),
         "validation": validation,
-        "model_version": dual_tower.get("saved_version"),
+        "model_version": index.version,
     }
 
 
