@@ -30,6 +30,8 @@ VERBOSE_HELP = "show the full traceback of an error"
 
 def short_message(error: BaseException) -> str | None:
     """One line for an error the user can act on; None for anything else (a bug)."""
+    if RunInterrupted.received:  # whatever the exception became on its way out
+        return f"run interrupted by {RunInterrupted.received}"
     if isinstance(error, (InputError, RunInterrupted, ResumeError)):
         return str(error)
     if isinstance(error, DatasetError):
@@ -55,7 +57,7 @@ def _run_reporting_errors(run: Callable[[], Any], verbose: bool) -> None:
         if message is None or verbose:
             raise
         click.secho(f"Error: {message}", fg="red", err=True)
-        if isinstance(error, RunInterrupted):
+        if RunInterrupted.received:
             click.echo(
                 "Finish the run with `kedro resume`: it runs only what did not finish.", err=True
             )

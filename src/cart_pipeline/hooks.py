@@ -44,6 +44,10 @@ class TorchThreadsHook:
 class RunInterrupted(Exception):  # noqa: N818 - it is what happened, not an error in the code
     """SIGINT or SIGTERM arrived during a `kedro run`."""
 
+    # the signal's name once one arrived: a library that was running when it did (e.g. an
+    # MLflow call) may re-raise the exception as its own, so the CLI asks this instead
+    received: str | None = None
+
 
 class InterruptedRunsHook:
     """An interrupted run ends FAILED in MLflow; a killed one does not stay RUNNING forever.
@@ -61,7 +65,8 @@ class InterruptedRunsHook:
 
     @staticmethod
     def _interrupt(signum, frame) -> None:
-        raise RunInterrupted(f"run interrupted by {signal.Signals(signum).name}")
+        RunInterrupted.received = signal.Signals(signum).name
+        raise RunInterrupted(f"run interrupted by {RunInterrupted.received}")
 
     @hook_impl
     def before_pipeline_run(self) -> None:
