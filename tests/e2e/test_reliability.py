@@ -23,6 +23,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 
 from cart_pipeline.resume import unfinished_nodes
 from tests.e2e.conftest import FAST_PARAMS, KEDRO, quality, run
@@ -250,7 +251,7 @@ def test_an_env_with_a_modalities_override_runs_only_those_modalities(tmp_path):
 
 
 def test_an_unavailable_device_stops_the_run_before_any_node(tmp_path):
-    if __import__("torch").cuda.is_available():
+    if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     project = copy_project(tmp_path / "project")
 

@@ -7,7 +7,6 @@ constrained by the identifier trie -> item ids with their sequence log-probabili
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -67,7 +66,9 @@ class CartIndex:
         with warnings.catch_warnings():  # torch.ao's notice that quantisation moves to torchao
             warnings.simplefilter("ignore")
             decoder = torch.ao.quantization.quantize_dynamic(
-                copy.deepcopy(self.decoder), layers, dtype=torch.qint8
+                self.decoder,
+                layers,
+                dtype=torch.qint8,  # inplace=False: a quantised copy
             )
         return dataclasses.replace(self, decoder=decoder)
 
