@@ -24,10 +24,12 @@ from cart_pipeline.core.metrics import metrics_from_ranks, paired_comparison
 from cart_pipeline.search import Retriever
 
 
-def ranks_of(found: np.ndarray, relevant: np.ndarray, depth: int) -> np.ndarray:
-    """1-based rank of each query's relevant item index in its row; depth + 1 when absent."""
+def ranks_of(found: np.ndarray, scores: np.ndarray, relevant: np.ndarray, depth: int) -> np.ndarray:
+    """1-based rank of each query's relevant item in its row, every item with an equal score
+    counted ahead of it (ties against the relevant item); depth + 1 when absent."""
     hit = found == relevant[:, None]
-    return np.where(hit.any(1), hit.argmax(1) + 1, depth + 1)
+    own = np.where(hit.any(1), scores[np.arange(len(found)), hit.argmax(1)], np.inf)
+    return np.where(hit.any(1), (scores >= own[:, None]).sum(1), depth + 1)
 
 
 def main() -> None:
@@ -58,14 +60,16 @@ def main() -> None:
 
     seconds: dict[str, list[float]] = {name: [] for name in systems}
     found: dict[str, np.ndarray] = {}
+    scored: dict[str, np.ndarray] = {}
     for _ in range(args.repeats):
         for name, index in systems.items():  # alternate: load drifts hit both
-            top, _, timing = index.search(
+            top, score, timing = index.search(
                 texts, top_k=args.top_k, beam_size=args.beam_size, batch_size=args.batch_size
             )
             seconds[name].append(timing["decode_s"])
             found[name] = top
-    ranks = {name: ranks_of(top, relevant, args.top_k) for name, top in found.items()}
+            scored[name] = score
+    ranks = {name: ranks_of(top, scored[name], relevant, args.top_k) for name, top in found.items()}
 
     print(
         f"{args.modality}: decoder {fp32.version}, {len(texts)} test queries, corpus {len(fp32.item_ids)}, "  # noqa: T201
