@@ -181,10 +181,10 @@ def test_dual_tower_slice_keeps_its_best_validation_epoch(upstream):
     for modality in MODALITIES:
         checkpoint = catalog[f"{modality}.dual_tower"].load()
         assert (
-            checkpoint["item_ids"]
+            checkpoint["extra"]["item_ids"]
             == catalog[f"{modality}.candidate_features"].load().item_id.tolist()
         )
-        assert all("val_mrr10" in h for h in checkpoint["history"])
+        assert all("val_mrr10" in h for h in checkpoint["extra"]["history"])
 
 
 def test_identifier_stages_slice(upstream):

@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cart_pipeline.core.checkpoint import read_checkpoint, to_checkpoint
 from cart_pipeline.core.quantize.kmeans import fit_kmeans
 from cart_pipeline.core.seeding import seed_everything
 
@@ -382,17 +383,11 @@ def rqvae_diagnostics(model: RQVAE, x: np.ndarray) -> dict:
 
 
 def rqvae_to_checkpoint(model: RQVAE) -> dict:
-    """Plain dict of primitives and tensors: loads with torch.load(weights_only=True)."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-    }
+    return to_checkpoint(CHECKPOINT_FORMAT, model.config.to_dict(), model)
 
 
 def rqvae_from_checkpoint(checkpoint: dict) -> RQVAE:
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"not an RQ-VAE checkpoint (format={checkpoint.get('format')!r})")
-    model = RQVAE(RQVAEConfig.from_dict(checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
+    config, state_dict, _ = read_checkpoint(checkpoint, CHECKPOINT_FORMAT)
+    model = RQVAE(RQVAEConfig.from_dict(config))
+    model.load_state_dict(state_dict)
     return model.eval()

@@ -18,10 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cart_pipeline.core.checkpoint import read_checkpoint, to_checkpoint
 from cart_pipeline.core.metrics import pessimistic_ranks, top_k_with_ties
 from cart_pipeline.core.seeding import seed_everything
 
 logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "cart-dual-tower/1"
 
 
 @dataclass
@@ -205,12 +208,14 @@ def search(
 
 
 def dual_tower_to_checkpoint(model: DualTower, extra: dict | None = None) -> dict:
-    return {"config": asdict(model.config), "state_dict": model.state_dict(), **(extra or {})}
+    """Model + metadata (item ids, training history) in the convention of core/checkpoint.py."""
+    return to_checkpoint(CHECKPOINT_FORMAT, asdict(model.config), model, extra)
 
 
 def dual_tower_from_checkpoint(checkpoint: dict) -> DualTower:
-    model = DualTower(DualTowerConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
+    config, state_dict, _ = read_checkpoint(checkpoint, CHECKPOINT_FORMAT)
+    model = DualTower(DualTowerConfig(**config))
+    model.load_state_dict(state_dict)
     return model.eval()
 
 

@@ -166,7 +166,7 @@ def soft_item_targets(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(P, K) candidate items and probabilities per training pair (see core/decoder/targets.py)."""
     if spec["source"] == "dual_tower":
-        if sorted(dual_tower["item_ids"]) != sorted(item_ids.tolist()):
+        if sorted(dual_tower["extra"]["item_ids"]) != sorted(item_ids.tolist()):
             raise ValueError(
                 "the dual tower and the identifiers index different items; rerun the dual_tower stage"
             )
