@@ -5,7 +5,8 @@
     python -m cart_pipeline.levers --report-only        # redraw the table from the saved runs
 
 A lever is a set of `--params` overrides on top of the defaults (and of `--params`, e.g. a
-new baseline). Every run reruns all the stages after feature extraction, so no lever inherits
+new baseline), or a dict of parameters for what `--params` cannot express (it splits on
+commas, so no lists): those go to `kedro run --config <file>` as `run.params`. Every run reruns all the stages after feature extraction, so no lever inherits
 another's pairs or identifiers; each is an MLflow run tagged `run_label=lever-<name>`. Settings are chosen by the *validation* MRR@10
 the table shows beside the test metrics; test numbers are reported, never optimised.
 Output: data/08_reporting/levers/levers.{csv,md}.
@@ -16,9 +17,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
+import yaml
+from omegaconf import OmegaConf
 
 from cart_pipeline.runs import kedro, latest_by, markdown_table
 
@@ -27,9 +31,17 @@ logger = logging.getLogger("cart_pipeline.levers")
 STAGES = "captioning,dual_tower,coarse_clustering,rqvae_quantization,id_assignment,decoder_training,evaluation"
 # name -> overrides: each a departure from the defaults (`base`), which are what these
 # measurements chose on validation (README, "Quality levers", for the path that led there)
-LEVERS: dict[str, str] = {
+LEVERS: dict[str, str | dict] = {
     "base": "",
     # captioning / training pairs
+    "no_caption_retrieval": {  # the captioners without dual_tower_retrieval
+        "captioning": {
+            "captioners": {
+                "image": [{"name": "imagenet_labels", "n": 3}, {"name": "knn_transfer", "n": 3}],
+                "audio": [{"name": "knn_transfer", "n": 3}],
+            }
+        }
+    },
     "pseudo_per_described_all": "captioning.pseudo_per_described_item=null",
     "pseudo_per_described_1": "captioning.pseudo_per_described_item=1",
     # objective and schedule
@@ -80,6 +92,30 @@ def lever_table(results: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def lever_params(name: str, extra_params: str = "") -> str | dict:
+    """The runtime parameters of lever ``name``: a `--params` string, or a dict for a lever
+    that sets what `--params` cannot (lists), with ``extra_params`` and the run label merged in."""
+    lever, label = LEVERS[name], f"run_label=lever-{name}"
+    if isinstance(lever, str):
+        return ",".join(p for p in (extra_params, lever, label) if p)
+    dotlist = [p for p in (*extra_params.split(","), label) if p]
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.from_dotlist(dotlist), lever))
+
+
+def run_lever(project: Path, name: str, extra_params: str = "") -> None:
+    params = lever_params(name, extra_params)
+    if isinstance(params, str):
+        kedro(project, "--pipelines", STAGES, "--params", params)
+        return
+    # `--params` would replace the config file's params: all of them go in the file
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as config:
+        yaml.safe_dump({"run": {"params": params}}, config)
+    try:
+        kedro(project, "--pipelines", STAGES, "--config", config.name)
+    finally:
+        Path(config.name).unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -100,10 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             kedro(project, "--pipelines", "ingest,feature_extraction")
         # `base` last: the project's newest artifacts are then the defaults' (cart-search)
         for name in sorted(args.levers, key=lambda n: n == "base"):
-            params = ",".join(
-                p for p in (args.params, LEVERS[name], f"run_label=lever-{name}") if p
-            )
-            kedro(project, "--pipelines", STAGES, "--params", params)
+            run_lever(project, name, args.params)
     results = latest_by(
         project, [f"lever-{n}" for n in args.levers], lambda m: m["config"].get("run_label")
     )

@@ -150,7 +150,10 @@ def test_dual_tower_checkpoint_round_trip_through_the_dataset(tmp_path):
     ).load()
     again = dual_tower_from_checkpoint(loaded)
 
-    assert loaded["saved_version"] == "2026-01-01T00.00.00.000Z" and loaded["extra"]["history"] == history
+    assert (
+        loaded["saved_version"] == "2026-01-01T00.00.00.000Z"
+        and loaded["extra"]["history"] == history
+    )
     torch.testing.assert_close(embed_items(again, items), embed_items(model, items))
 
 

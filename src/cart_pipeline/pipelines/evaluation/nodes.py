@@ -106,7 +106,9 @@ def rank_with_dual_tower(
         encode=lambda batch: encoder.encode(test.text.iloc[batch].tolist()),  # timed, as CART's
     )
     rankings = rankings_frame(test.query_id.tolist(), index.item_ids, found, scores)
-    selected = max(dual_tower["extra"].get("history") or [{}], key=lambda h: h.get("val_mrr10", -1.0))
+    selected = max(
+        dual_tower["extra"].get("history") or [{}], key=lambda h: h.get("val_mrr10", -1.0)
+    )
     validation = {k.removeprefix("val_"): v for k, v in selected.items() if k.startswith("val_")}
     return rankings, {
         **_throughput(len(test), timing),
