@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -418,6 +419,23 @@ def test_every_variant_gives_unique_identifiers_of_the_right_shape(corpus, varia
         # coarse token is the K-Means cluster, mapped through the sorted item order
         by_id = dict(zip(ids, km.assignments, strict=True))
         assert frame["coarse"].tolist() == [by_id[i] for i in frame["item_id"]]
+
+
+@pytest.mark.parametrize("variant", ["cart", "rqvae_only"])
+def test_a_sampled_rqvae_training_still_encodes_every_item(corpus, variant):
+    """train_max_items: the RQ-VAE sees a seeded sample, every row gets codes, same seed ⇒
+    same codes; the training sample is what the diagnostics describe."""
+    ids, x = corpus
+    km = fit_kmeans(x, default_n_clusters(len(x)), seed=0)
+    sampled = replace(TINY_RQ_CONFIG, train_max_items=100)
+    first = fine_codes_for_variant(variant, x, km, sampled)
+    again = fine_codes_for_variant(variant, x, km, sampled)
+    whole = fine_codes_for_variant(variant, x, km, TINY_RQ_CONFIG)
+
+    assert first.fine.shape == whole.fine.shape == (len(x), TINY_RQ_CONFIG.n_levels)
+    assert np.array_equal(first.fine, again.fine) and np.array_equal(first.coarse, again.coarse)
+    assert not np.array_equal(first.fine, whole.fine)  # trained on other rows: other codes
+    assert first.diagnostics["distinct_code_tuples"] <= 100
 
 
 def test_unknown_variant_is_rejected(corpus):

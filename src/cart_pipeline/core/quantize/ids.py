@@ -272,16 +272,10 @@ def fine_codes_for_variant(
     if variant == "atomic":
         return VariantCodes(np.arange(n, dtype=np.int64), np.zeros((n, 0), np.int64), None, None)
     if variant == "rqvae_only":
-        from cart_pipeline.core.quantize.rqvae import rqvae_diagnostics, train_rqvae
-
-        x = l2_normalize(features)
-        model, history = train_rqvae(
-            x, replace(rq_config, input_dim=x.shape[1], n_levels=m + 1), on_epoch
-        )
-        codes = model.encode_codes(x)  # (N, M+1)
-        return VariantCodes(
-            codes[:, 0], codes[:, 1:], k, k, model, history, rqvae_diagnostics(model, x)
-        )
+        codes, model, history, diagnostics = _rqvae_codes(
+            l2_normalize(features), replace(rq_config, n_levels=m + 1), on_epoch
+        )  # (N, M+1)
+        return VariantCodes(codes[:, 0], codes[:, 1:], k, k, model, history, diagnostics)
     if kmeans_result is None or len(kmeans_result.assignments) != n:
         raise ValueError(f"variant {variant!r} needs a k-means result aligned with the features")
     coarse, n_clusters = kmeans_result.assignments, kmeans_result.n_clusters
@@ -293,16 +287,24 @@ def fine_codes_for_variant(
         )
         return VariantCodes(coarse, fine, n_clusters, k)
     # cart: quantise what the coarse centroid does not explain
+    residual = l2_normalize(features) - kmeans_result.centroids[coarse]  # (N, D)
+    fine, model, history, diagnostics = _rqvae_codes(residual, rq_config, on_epoch)  # (N, M)
+    return VariantCodes(coarse, fine, n_clusters, k, model, history, diagnostics)
+
+
+def _rqvae_codes(x: np.ndarray, rq_config: RQVAEConfig, on_epoch=None):
+    """RQ-VAE trained on x (N, D), or on a seeded sample of ``rq_config.train_max_items`` rows
+    of it -> (codes of every row (N, M), model, history, diagnostics on the training rows)."""
     from cart_pipeline.core.quantize.rqvae import rqvae_diagnostics, train_rqvae
 
-    residual = l2_normalize(features) - kmeans_result.centroids[coarse]  # (N, D)
-    model, history = train_rqvae(
-        residual, replace(rq_config, input_dim=residual.shape[1]), on_epoch
-    )
-    fine = model.encode_codes(residual)  # (N, M)
-    return VariantCodes(
-        coarse, fine, n_clusters, k, model, history, rqvae_diagnostics(model, residual)
-    )
+    train = x
+    if rq_config.train_max_items is not None and len(x) > rq_config.train_max_items:
+        rows = np.random.default_rng(rq_config.seed).choice(
+            len(x), rq_config.train_max_items, replace=False
+        )
+        train = x[np.sort(rows)]
+    model, history = train_rqvae(train, replace(rq_config, input_dim=x.shape[1]), on_epoch)
+    return model.encode_codes(x), model, history, rqvae_diagnostics(model, train)
 
 
 def identifiers_for_variant(

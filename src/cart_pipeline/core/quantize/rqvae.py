@@ -62,6 +62,9 @@ class RQVAEConfig:
     dead_code_threshold: float = 0.25  # dead when EMA share < threshold / K; 0 disables restarts
     kmeans_init: bool = True
     seed: int = 0
+    # Train on a seeded sample of at most this many rows (None = all); every row is still
+    # encoded. Bounds training time and memory on corpora of millions of items.
+    train_max_items: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_dims", tuple(int(h) for h in self.hidden_dims))

@@ -59,6 +59,7 @@ def quantise_fine(
         lr=float(params["lr"]),
         dead_code_threshold=float(params["dead_code_threshold"]),
         seed=int(seed),
+        train_max_items=params["train_max_items"],
     )
     started = time.perf_counter()
     codes = fine_codes_for_variant(
