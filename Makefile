@@ -56,7 +56,7 @@ seeds: install
 	$(BIN)/python -m cart_pipeline.seeds
 
 benchmark: install
-	$(BIN)/python benchmarks/efficiency.py
+	$(BIN)/python -m benchmarks.efficiency
 
 ## Rebuild data/01_raw/tuxpaint from the Debian package (needs apt-get; not needed to run).
 dataset: install

@@ -1,0 +1,1 @@
+"""Stand-alone benchmarks (not part of the tests); see benchmarks/README.md."""
