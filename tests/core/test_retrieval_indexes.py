@@ -4,6 +4,7 @@ tower (train, exact cosine search, checkpoint), each on a tiny corpus."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from kedro.io.core import Version
@@ -18,6 +19,7 @@ from cart_pipeline.core.retrieval.dual_tower import (
     dual_tower_from_checkpoint,
     dual_tower_to_checkpoint,
     embed_items,
+    rerank,
     score_items,
     search,
     train_dual_tower,
@@ -201,3 +203,34 @@ def test_dual_tower_index_searches_in_batches_like_one_call_and_times_encoding()
     np.testing.assert_allclose(scores[:, :3], whole_scores[:, :3], rtol=1e-6)
     assert [b.start for b in encoded] == list(range(0, len(texts), 5))  # once per batch
     assert timing["decode_s"] > 0 and index.version == "v7"
+
+
+def test_rerank_reorders_each_querys_candidates_by_the_dual_tower_cosine():
+    texts, pair_items, items = tiny_corpus()
+    model, _ = train_dual_tower(
+        texts, pair_items, items, DualTowerConfig(**{**CONFIG.__dict__, "epochs": 5})
+    )
+    # two queries, each with three candidates in some first-stage order
+    candidates = {"q0": [5, 0, 7], "q1": [3, 11, 1]}
+    rankings = pd.DataFrame(
+        [
+            {"query_id": q, "rank": r + 1, "item_id": f"item{i}", "score": -float(r)}
+            for q, row in candidates.items()
+            for r, i in enumerate(row)
+        ]
+    )
+    unique_items = rankings.item_id.unique()
+    reranked = rerank(
+        model,
+        rankings,
+        texts[[0, 1]],
+        items[[int(i.removeprefix("item")) for i in unique_items]],
+    )
+
+    cosine = score_items(model, texts[[0, 1]], items)  # (2, 12)
+    for q, (query, row) in enumerate(candidates.items()):
+        mine = reranked[reranked.query_id == query]
+        expected = sorted(row, key=lambda i: -cosine[q, i])
+        assert mine.item_id.tolist() == [f"item{i}" for i in expected]  # same set, new order
+        assert mine["rank"].tolist() == [1, 2, 3]
+        np.testing.assert_allclose(mine.score, cosine[q, expected], rtol=1e-5)

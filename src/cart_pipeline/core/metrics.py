@@ -16,6 +16,8 @@ queries where exactly one of them hits.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -108,6 +110,17 @@ def metrics_from_ranks(
     )
     out["n_queries"] = int(n)
     return out
+
+
+def metrics_by_relevance(
+    ranks: dict[str, np.ndarray], n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Strict metrics (the headline) with the same-description ones nested beside them:
+    ``ranks`` = {"strict": (Q,), "same_description": (Q,)} ranks of the same queries."""
+    return {
+        **metrics_from_ranks(ranks["strict"], n_boot, seed),
+        "same_description": metrics_from_ranks(ranks["same_description"], n_boot, seed),
+    }
 
 
 def paired_comparison(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -217,6 +218,30 @@ def dual_tower_from_checkpoint(checkpoint: dict) -> DualTower:
     model = DualTower(DualTowerConfig(**config))
     model.load_state_dict(state_dict)
     return model.eval()
+
+
+@torch.inference_mode()
+def rerank(
+    model: DualTower, rankings: pd.DataFrame, text_features: np.ndarray, item_features: np.ndarray
+) -> pd.DataFrame:
+    """Another system's candidates reordered by the dual-tower cosine: O(candidates) work.
+
+    rankings: long table (query_id, rank, item_id, score); text_features (Q, H) rows in the
+    order of ``rankings.query_id.unique()``, item_features (I, D) in the order of
+    ``rankings.item_id.unique()`` (only the candidates are embedded). Returns the same rows
+    with ``score`` = cosine and ``rank`` renumbered by it (a stable sort: equal cosines keep the
+    first system's order).
+    """
+    queries, items = pd.Index(rankings.query_id.unique()), pd.Index(rankings.item_id.unique())
+    text = embed_texts(model, text_features)  # (Q, E)
+    keys = embed_items(model, item_features)  # (I, E)
+    score = (
+        text[queries.get_indexer(rankings.query_id)] * keys[items.get_indexer(rankings.item_id)]
+    ).sum(1)
+    reranked = rankings.assign(score=score.numpy().astype(np.float64))
+    reranked = reranked.sort_values(["query_id", "score"], ascending=[True, False], kind="stable")
+    reranked["rank"] = reranked.groupby("query_id").cumcount() + 1
+    return reranked.reset_index(drop=True)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.metrics import (
-    metrics_from_ranks,
+    metrics_by_relevance,
     paired_comparison,
     rankings_frame,
     relevant_ranks,
@@ -29,8 +29,7 @@ from cart_pipeline.core.retrieval.cart import CartIndex
 from cart_pipeline.core.retrieval.dual_tower import (
     DualTowerIndex,
     dual_tower_from_checkpoint,
-    embed_items,
-    embed_texts,
+    rerank,
 )
 from cart_pipeline.core.retrieval.pair_lookup import PairLookup
 from cart_pipeline.core.tables import column_to_matrix
@@ -168,19 +167,13 @@ def rerank_cart_with_dual_tower(
 ) -> tuple[pd.DataFrame, dict]:
     """CART's beam, reordered by the dual-tower cosine (the candidate set stays CART's)."""
     started = time.perf_counter()
-    model = dual_tower_from_checkpoint(dual_tower)
-    queries = pd.Index(cart_rankings.query_id.unique())
-    text = embed_texts(model, text_features_of(queries, query_features))  # (Q, E)
     features = candidate_features.set_index("item_id").embedding
-    beam_items = pd.Index(cart_rankings.item_id.unique())
-    items = embed_items(model, column_to_matrix(features.loc[beam_items]))  # only the beams' items
-    score = (
-        text[queries.get_indexer(cart_rankings.query_id)]
-        * items[beam_items.get_indexer(cart_rankings.item_id)]
-    ).sum(1)
-    reranked = cart_rankings.assign(score=score.numpy().astype(np.float64))
-    reranked = reranked.sort_values(["query_id", "score"], ascending=[True, False], kind="stable")
-    reranked["rank"] = reranked.groupby("query_id").cumcount() + 1
+    reranked = rerank(
+        dual_tower_from_checkpoint(dual_tower),
+        cart_rankings,
+        text_features_of(pd.Index(cart_rankings.query_id.unique()), query_features),
+        column_to_matrix(features.loc[cart_rankings.item_id.unique()]),
+    )
     seconds = time.perf_counter() - started
     timing = {
         **cart_timing,
@@ -188,14 +181,14 @@ def rerank_cart_with_dual_tower(
         "rerank_seconds": seconds,
     }
     timing.pop("validation", None)  # CART's selection metric, not the reranked system's
-    n = len(queries)
+    n = cart_rankings.query_id.nunique()
     timing["qps_search"] = (
         n / timing["search_seconds"] if timing["search_seconds"] else float("nan")
     )
     timing["qps_with_encoding"] = (
         n / (timing["search_seconds"] + timing["encoding_seconds"]) if n else float("nan")
     )
-    return reranked.reset_index(drop=True), timing
+    return reranked, timing
 
 
 def _throughput(n_queries: int, timing: dict) -> dict:
@@ -243,8 +236,7 @@ def evaluate_modality(
             for kind, relevant in relevance.items()
         }
         metrics = {
-            **metrics_from_ranks(ranks[system]["strict"], n_boot, seed),
-            "same_description": metrics_from_ranks(ranks[system]["same_description"], n_boot, seed),
+            **metrics_by_relevance(ranks[system], n_boot, seed),
             "corpus_size": int(len(semantic_ids)),
             **info,
         }
@@ -347,12 +339,7 @@ def summarise(
             else np.zeros(0, np.int64)
             for kind in ("strict", "same_description")
         }
-        metrics["overall"][system] = {
-            **metrics_from_ranks(pooled[system]["strict"], n_boot, seed),
-            "same_description": metrics_from_ranks(
-                pooled[system]["same_description"], n_boot, seed
-            ),
-        }
+        metrics["overall"][system] = metrics_by_relevance(pooled[system], n_boot, seed)
         log_metrics(metrics["overall"][system], prefix=f"overall.{system}.")
     metrics["comparisons"]["overall"] = comparisons(
         {s: r["strict"] for s, r in pooled.items()}, n_boot, seed
