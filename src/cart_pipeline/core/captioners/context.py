@@ -48,3 +48,9 @@ class CaptionContext:
             raise ValueError(
                 f"train_queries name {len(stray)} items that are not train candidates, e.g. {sorted(stray)[:3]}"
             )
+
+    def skip_all(self, reason: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+        """A captioner's answer when it can caption nothing: no rows, every item with why."""
+        return pd.DataFrame(columns=CAPTION_COLUMNS), [
+            (item, reason) for item in self.candidates.item_id
+        ]

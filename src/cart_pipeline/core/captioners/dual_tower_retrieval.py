@@ -58,10 +58,7 @@ def dual_tower_retrieval(
     candidates = context.candidates.reset_index(drop=True)
     queries = context.train_queries
     if queries.empty:
-        reason = "no human queries of train items to learn from"
-        return pd.DataFrame(columns=CAPTION_COLUMNS), [
-            (item, reason) for item in candidates.item_id
-        ]
+        return context.skip_all("no human queries of train items to learn from")
 
     row_of = pd.Series(np.arange(len(candidates)), index=candidates.item_id)
     texts = list(dict.fromkeys(queries.text))

@@ -50,10 +50,9 @@ def imagenet_labels(
     from cart_pipeline.core.encoders.image import imagenet_class_names
 
     if context.class_top is None or context.class_prob is None:
-        reason = "no ImageNet predictions (the modality's encoder has no classifier head)"
-        return pd.DataFrame(columns=CAPTION_COLUMNS), [
-            (item, reason) for item in context.candidates.item_id
-        ]
+        return context.skip_all(
+            "no ImageNet predictions (the modality's encoder has no classifier head)"
+        )
     names = imagenet_class_names()
     top_names = [[_synonyms(names[c]) for c in row] for row in np.asarray(context.class_top)]
     captions = label_captions(top_names, np.asarray(context.class_prob), n)

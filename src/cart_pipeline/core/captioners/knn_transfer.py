@@ -21,10 +21,7 @@ def knn_transfer(
     candidates = context.candidates.reset_index(drop=True)
     queries = context.train_queries
     if queries.empty:
-        reason = "no human queries of train items to transfer"
-        return pd.DataFrame(columns=CAPTION_COLUMNS), [
-            (item, reason) for item in candidates.item_id
-        ]
+        return context.skip_all("no human queries of train items to transfer")
 
     row_of = pd.Series(np.arange(len(candidates)), index=candidates.item_id)
     donors = np.unique(
