@@ -95,7 +95,8 @@ class Retriever:
 
     @classmethod
     def _load(cls, project_path, version, run_id, modalities, device) -> Retriever:
-        from kedro.framework.session import KedroSession
+        from kedro.config import MissingConfigException
+        from kedro.framework.project import settings
         from kedro.framework.startup import bootstrap_project
         from kedro.io.core import DatasetError, VersionNotFoundError
 
@@ -113,9 +114,18 @@ class Retriever:
         bootstrap_project(project)
         for name in ("kedro", "kedro_mlflow", "cart_pipeline"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        with KedroSession.create(project_path=project) as session:
-            context = session.load_context()
-            catalog, params = context.catalog, context.params
+        # The project's config loader and catalog, as a session builds them, but no session:
+        # its hooks (MLflow tracking, run journal) belong to `kedro run`, and importing MLflow
+        # alone would cost a search seconds.
+        config = settings.CONFIG_LOADER_CLASS(
+            conf_source=str(project / settings.CONF_SOURCE), **settings.CONFIG_LOADER_ARGS
+        )
+        try:
+            credentials = config["credentials"]
+        except MissingConfigException:  # a project with no credentials file, like this one
+            credentials = {}
+        catalog = settings.DATA_CATALOG_CLASS.from_config(config["catalog"], credentials)
+        params = config["parameters"]
         wanted = modalities or configured_modalities(project / "conf")
         unknown = set(wanted) - set(params.get("modalities", []))
         if unknown:

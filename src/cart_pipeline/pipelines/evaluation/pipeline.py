@@ -8,6 +8,7 @@ from .nodes import (
     rank_with_cart,
     rank_with_dual_tower,
     rank_with_pair_lookup,
+    register_served_model,
     rerank_cart_with_dual_tower,
     summarise,
 )
@@ -83,6 +84,20 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                 },
                 outputs="evaluation_metrics",
                 name="evaluate_modality",
+            ),
+            node(
+                register_served_model,
+                inputs=[
+                    "cart_decoder",
+                    "candidates",
+                    "queries",
+                    "evaluation_metrics",
+                    "params:feature_extraction.text_encoder",
+                    "params:evaluation",
+                    "params:modality",
+                ],
+                outputs="served_model",
+                name="register_served_model",
             ),
         ]
     )
