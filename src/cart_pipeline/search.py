@@ -96,6 +96,7 @@ class Retriever:
     @classmethod
     def _load(cls, project_path, version, run_id, modalities, device) -> Retriever:
         from kedro.config import MissingConfigException
+        from kedro.framework.context.context import _convert_paths_to_absolute_posix
         from kedro.framework.project import settings
         from kedro.framework.startup import bootstrap_project
         from kedro.io.core import DatasetError, VersionNotFoundError
@@ -124,7 +125,10 @@ class Retriever:
             credentials = config["credentials"]
         except MissingConfigException:  # a project with no credentials file, like this one
             credentials = {}
-        catalog = settings.DATA_CATALOG_CLASS.from_config(config["catalog"], credentials)
+        # relative filepaths resolved against the project, as KedroContext does (with its helper)
+        catalog = settings.DATA_CATALOG_CLASS.from_config(
+            _convert_paths_to_absolute_posix(project, config["catalog"]), credentials
+        )
         params = config["parameters"]
         wanted = modalities or configured_modalities(project / "conf")
         unknown = set(wanted) - set(params.get("modalities", []))
