@@ -12,7 +12,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run resume test viz viz-build mlflow-ui ablations seeds benchmark dataset lint clean-data
+.PHONY: install run resume serve test viz viz-build mlflow-ui ablations seeds benchmark dataset lint clean-data
 
 install: $(STAMP)
 
@@ -48,6 +48,9 @@ mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 ## Full CART, each ablation as its own MLflow run, then the comparison table.
+serve: install  # the search page on http://127.0.0.1:8765 (after `make run`)
+	$(BIN)/cart-search --serve
+
 ablations: install
 	$(BIN)/python -m cart_pipeline.ablations
 

@@ -71,13 +71,22 @@ def _version_of_run(project: Path, run_id: str) -> str:
 class Retriever:
     """One CART index per modality, loaded from the project's catalog."""
 
-    def __init__(self, indexes: dict, items: pd.DataFrame, load_seconds: float = 0.0):
+    def __init__(
+        self,
+        indexes: dict,
+        items: pd.DataFrame,
+        load_seconds: float = 0.0,
+        dual_towers: dict | None = None,
+        dataset_root: str | Path | None = None,
+    ):
         self.indexes = indexes  # modality -> CartIndex
         self.versions = {
             m: index.version for m, index in indexes.items()
         }  # modality -> save version
+        self.dual_towers = dual_towers or {}  # modality -> DualTowerIndex (search page)
         self.items = items.set_index("item_id")
         self.load_seconds = load_seconds
+        self.dataset_root = Path(dataset_root) if dataset_root else None
 
     @classmethod
     def load(
@@ -87,14 +96,16 @@ class Retriever:
         run_id: str | None = None,
         modalities: list[str] | None = None,
         device: str | None = None,
+        dual_tower: bool = False,
     ) -> Retriever:
-        """``device``: where the decoders run (default: the project's `device` parameter)."""
+        """``device``: where the decoders run (default: the project's `device` parameter);
+        ``dual_tower``: also load each modality's evaluated dual tower (``system="dual_tower"``)."""
         # Kedro logs and warns on the console while it starts; stdout is for results only.
         with contextlib.redirect_stdout(sys.stderr):
-            return cls._load(project_path, version, run_id, modalities, device)
+            return cls._load(project_path, version, run_id, modalities, device, dual_tower)
 
     @classmethod
-    def _load(cls, project_path, version, run_id, modalities, device) -> Retriever:
+    def _load(cls, project_path, version, run_id, modalities, device, dual_tower) -> Retriever:
         from kedro.config import MissingConfigException
         from kedro.framework.context.context import _convert_paths_to_absolute_posix
         from kedro.framework.project import settings
@@ -105,6 +116,8 @@ class Retriever:
         from cart_pipeline.core.errors import InputError
         from cart_pipeline.core.pairs import item_descriptions
         from cart_pipeline.core.retrieval.cart import CartIndex
+        from cart_pipeline.core.retrieval.dual_tower import DualTowerIndex
+        from cart_pipeline.core.tables import column_to_matrix
         from cart_pipeline.pipelines.encoders import load_encoder
         from cart_pipeline.pipelines.modalities import configured_modalities
 
@@ -184,10 +197,26 @@ class Retriever:
         indexes = {
             m: CartIndex.from_checkpoint(c, text_encoder, device) for m, c in checkpoints.items()
         }
+        dual_towers = {}
+        for modality in wanted if dual_tower else []:
+            name = f"{modality}.dual_tower"
+            tower_version = version or evaluated.get(modality, {}).get("dual_tower")
+            features = catalog.load(f"{modality}.candidate_features")
+            dual_towers[modality] = DualTowerIndex.from_checkpoint(
+                catalog.load(name, version=tower_version),
+                features.item_id.to_numpy(),
+                column_to_matrix(features.embedding),
+            )
         items = catalog.load("candidates")
         queries = catalog.load("queries")
         items = items.assign(description=items.item_id.map(item_descriptions(queries)).fillna(""))
-        return cls(indexes, items, time.perf_counter() - started)
+        return cls(
+            indexes,
+            items,
+            time.perf_counter() - started,
+            dual_towers,
+            params.get("dataset_root"),
+        )
 
     def search(
         self,
@@ -195,10 +224,13 @@ class Retriever:
         k: int = 10,
         modality: str | None = None,
         beam_size: int | None = None,
+        system: str = "cart",
     ) -> list[list[SearchResult]]:
         """Top-k per query and modality index (scores are log-probs, comparable within one index).
 
         ``k`` (and ``beam_size``) must be >= 1; an index smaller than ``k`` returns all its items.
+        ``system="dual_tower"``: the dense baseline's exact cosine search instead (loaded with
+        ``Retriever.load(dual_tower=True)``); scores are cosines.
         """
         if isinstance(queries, str):
             queries = [queries]
@@ -209,39 +241,53 @@ class Retriever:
             raise SearchError(
                 f"top-k and beam size must be at least 1 (got top-k {k}, beam size {beam_size})"
             )
-        if modality and modality not in self.indexes:
-            raise SearchError(f"no {modality!r} index loaded; available: {sorted(self.indexes)}")
+        indexes = {"cart": self.indexes, "dual_tower": self.dual_towers}.get(system)
+        if indexes is None:
+            raise SearchError(f"unknown system {system!r}: cart or dual_tower")
+        if modality and modality not in indexes:
+            raise SearchError(
+                f"no {modality!r} {system} index loaded; available: {sorted(indexes)}"
+            )
         results: list[list[SearchResult]] = [[] for _ in queries]
         self.last_timing = {}
-        for name, index in self.indexes.items():
+        for name, index in indexes.items():
             if modality and name != modality:
                 continue
-            # a beam of at least 10 even for k=1: greedy decoding misses identifiers whose
-            # first token is not the locally best one
             # k past the corpus size returns the whole corpus, ranked; nothing is decoded for it
             k_here = min(k, len(index.item_ids))
-            top, scores, timing = index.search(
-                list(queries), top_k=k_here, beam_size=beam_size or max(k_here, 10)
-            )
+            if system == "cart":
+                # a beam of at least 10 even for k=1: greedy decoding misses identifiers whose
+                # first token is not the locally best one
+                top, scores, timing = index.search(
+                    list(queries), top_k=k_here, beam_size=beam_size or max(k_here, 10)
+                )
+            else:  # the query tower reads the text encoder's sentence vectors, as in training
+                encoder = next(iter(self.indexes.values())).text_encoder
+                started = time.perf_counter()
+                features = encoder.encode(list(queries))
+                top, scores, timing = index.search(features, top_k=k_here)
+                timing["encode_s"] = time.perf_counter() - started - timing["decode_s"]
+                top, scores = top[:, :k_here], scores[:, :k_here]  # ties past k: not shown
             self.last_timing[name] = timing
             for q, (row_items, row_scores) in enumerate(zip(top, scores, strict=True)):
-                for rank, (i, score) in enumerate(
-                    ((i, s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0), start=1
-                ):
-                    item_id = index.item_ids[i]
-                    item = self.items.loc[item_id] if item_id in self.items.index else None
-                    results[q].append(
-                        SearchResult(
-                            queries[q],
-                            rank,
-                            str(item_id),
-                            name,
-                            float(score),
-                            "" if item is None else str(item.description),
-                            "" if item is None else str(item.media_path),
-                        )
-                    )
+                hits = [(i, s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0]
+                results[q] += [
+                    self._result(queries[q], rank, str(index.item_ids[i]), name, float(score))
+                    for rank, (i, score) in enumerate(hits, start=1)
+                ]
         return results
+
+    def _result(self, query: str, rank: int, item_id: str, modality: str, score: float):
+        item = self.items.loc[item_id] if item_id in self.items.index else None
+        return SearchResult(
+            query,
+            rank,
+            item_id,
+            modality,
+            score,
+            "" if item is None else str(item.description),
+            "" if item is None else str(item.media_path),
+        )
 
 
 def _at_least_one(value: str) -> int:
@@ -289,6 +335,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", action="store_true", help="print load time and per-query latency"
     )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="start the search page (CART and the dual tower side by side) instead",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="--serve: address (default local)")
+    parser.add_argument("--port", type=int, default=8765, help="--serve: port (default 8765)")
     return parser
 
 
@@ -318,6 +371,19 @@ def main(argv: list[str] | None = None) -> int:
         _quiet()
     logging.basicConfig(level=logging.WARNING)
     try:
+        if args.serve:
+            from cart_pipeline.web import serve
+
+            retriever = Retriever.load(
+                args.project,
+                version=args.version,
+                run_id=args.run_id,
+                modalities=[args.modality] if args.modality else None,
+                device=args.device,
+                dual_tower=True,
+            )
+            serve(retriever, args.host, args.port)
+            return 0
         if args.queries:
             if not args.queries.is_file():
                 raise SearchError(f"queries file not found: {args.queries}")

@@ -1,0 +1,126 @@
+"""A local search page: CART and the dual tower side by side, per modality.
+
+    cart-search --serve [--port 8765]        # or: make serve; then open http://127.0.0.1:8765
+
+One process, Python's own threading HTTP server (nothing to install): ``/`` is the page
+(resources/search_page.html), ``/api/search?q=...&k=5`` answers JSON with both systems' hits
+and the seconds each took, ``/media/<path>`` serves an indexed item's picture or sound from
+the dataset (only paths of items in the index: nothing else on disk is reachable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from urllib.parse import parse_qs, unquote, urlparse
+
+from cart_pipeline.search import Retriever, SearchError
+
+logger = logging.getLogger(__name__)
+
+MAX_K = 50
+SYSTEMS = ("cart", "dual_tower")
+
+
+def search_payload(retriever: Retriever, query: str, k: int) -> dict:
+    """Both systems' hits for one query, per modality, with the seconds each took."""
+    out: dict = {"query": query, "k": k, "modalities": {}}
+    for modality in retriever.indexes:
+        per_system = {}
+        for system in SYSTEMS:
+            if system == "dual_tower" and modality not in retriever.dual_towers:
+                continue
+            started = time.perf_counter()
+            hits = retriever.search([query], k=k, modality=modality, system=system)[0]
+            per_system[system] = {
+                "seconds": time.perf_counter() - started,
+                "hits": [
+                    {
+                        "rank": h.rank,
+                        "item_id": h.item_id,
+                        "score": h.score,
+                        "description": h.description,
+                        "media_url": f"/media/{h.media_path}" if h.media_path else "",
+                    }
+                    for h in hits
+                ],
+            }
+        out["modalities"][modality] = per_system
+    return out
+
+
+def make_handler(retriever: Retriever) -> type[BaseHTTPRequestHandler]:
+    page = (files("cart_pipeline") / "resources" / "search_page.html").read_bytes()
+    root = retriever.dataset_root.resolve() if retriever.dataset_root else None
+    media = set(retriever.items.media_path.astype(str))  # the only files the page may read
+    one_search_at_a_time = threading.Lock()  # the models are shared by the server's threads
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            url = urlparse(self.path)
+            if url.path == "/":
+                self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
+            elif url.path == "/api/search":
+                self._search(parse_qs(url.query))
+            elif url.path.startswith("/media/"):
+                self._media(unquote(url.path.removeprefix("/media/")))
+            else:
+                self._error(HTTPStatus.NOT_FOUND, f"no page {url.path}")
+
+        def _search(self, query: dict) -> None:
+            text = (query.get("q") or [""])[0].strip()
+            try:
+                k = int((query.get("k") or ["5"])[0])
+            except ValueError:
+                return self._error(HTTPStatus.BAD_REQUEST, "k must be a whole number")
+            if not text:
+                return self._error(HTTPStatus.BAD_REQUEST, "empty query")
+            if not 1 <= k <= MAX_K:
+                return self._error(HTTPStatus.BAD_REQUEST, f"k must be in 1..{MAX_K}")
+            try:
+                with one_search_at_a_time:
+                    payload = search_payload(retriever, text, k)
+            except SearchError as error:
+                return self._error(HTTPStatus.BAD_REQUEST, str(error))
+            self._send(HTTPStatus.OK, json.dumps(payload).encode(), "application/json")
+
+        def _media(self, relative: str) -> None:
+            path = (root / relative).resolve() if root else None
+            if path is None or relative not in media or not path.is_relative_to(root):
+                return self._error(HTTPStatus.NOT_FOUND, "not an indexed media file")
+            if not path.is_file():
+                return self._error(HTTPStatus.NOT_FOUND, f"{relative} is missing on disk")
+            kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            self._send(HTTPStatus.OK, path.read_bytes(), kind)
+
+        def _error(self, status: HTTPStatus, message: str) -> None:
+            self._send(status, json.dumps({"error": message}).encode(), "application/json")
+
+        def _send(self, status: HTTPStatus, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base's name)
+            logger.info("%s %s", self.address_string(), format % args)
+
+    return Handler
+
+
+def serve(retriever: Retriever, host: str = "127.0.0.1", port: int = 8765) -> None:
+    server = ThreadingHTTPServer((host, port), make_handler(retriever))
+    print(f"search page on http://{host}:{server.server_port} (Ctrl+C stops it)", flush=True)  # noqa: T201
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
