@@ -1,11 +1,13 @@
 """Beam size and int8 on a *trained* index: R@1/R@10 (95 % bootstrap CIs) and q/s, side by side.
 
     python -m benchmarks.efficiency.trained --project . [--modality image] [--version V]
+    python -m benchmarks.efficiency.trained --project . --versions V1 V2 --labels base small
 
 Loads the evaluated decoder through the project's catalog (`Retriever.load`, as `cart-search`
 does) and ranks the held-out test queries with it and with its int8 copy (`CartIndex.int8`) at
 each beam, on one thread, alternating the two decoders round by round so machine load hits both
-alike. Ranks go through the evaluation's own `rankings_frame` / `relevant_ranks` (ties against
+alike. With ``--versions`` it compares those decoders (e.g. the decoder-size levers) instead,
+float32 each, in the same alternating rounds. Ranks go through the evaluation's own `rankings_frame` / `relevant_ranks` (ties against
 the relevant item); a beam below 10 returns only that many items. Writes beam_curve.csv beside
 the synthetic results; `python -m benchmarks.efficiency.tables` puts it in efficiency.md.
 """
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--project", type=Path, default=Path.cwd())
     parser.add_argument("--modality", default="image")
     parser.add_argument("--version", help="decoder save version (default: the evaluated one)")
+    parser.add_argument("--versions", nargs="+", help="compare these decoder versions instead")
+    parser.add_argument("--labels", nargs="+", help="a name per --versions entry")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 5, 10, 20, 50])
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
@@ -46,25 +50,34 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    retriever = Retriever.load(args.project, version=args.version, modalities=[args.modality])
-    fp32 = retriever.indexes[args.modality]
-    decoders = {"float32": fp32, "int8": fp32.int8()}
+    def index(version):
+        return Retriever.load(args.project, version=version, modalities=[args.modality]).indexes[
+            args.modality
+        ]
+
+    if args.versions:
+        labels = args.labels or args.versions
+        decoders = {label: index(v) for label, v in zip(labels, args.versions, strict=True)}
+        fp32 = next(iter(decoders.values()))
+    else:
+        fp32 = index(args.version)
+        decoders = {"float32": fp32, "int8": fp32.int8()}
     queries = pd.read_parquet(
         args.project / f"data/02_intermediate/{args.modality}/queries.parquet"
     )
     test = queries[(queries.split == "test") & queries.item_id.isin(fp32.item_ids)]
     texts = test.text.tolist()
 
-    seconds = {(d, b): [] for d in decoders for b in args.beams}
+    seconds = {(d, b): [] for d in decoders for b in args.beams}  # (encode s, decode s) per round
     ranks = {}
     for _ in range(args.repeats):
         for beam in args.beams:
-            for name, index in decoders.items():  # alternate: load drifts hit both
-                top, scores, timing = index.search(
+            for name, decoder in decoders.items():  # alternate: load drifts hit all alike
+                top, scores, timing = decoder.search(
                     texts, top_k=min(beam, DEPTH), beam_size=beam, batch_size=args.batch_size
                 )
                 seconds[name, beam].append((timing["encode_s"], timing["decode_s"]))
-                rankings = rankings_frame(test.query_id.tolist(), fp32.item_ids, top, scores)
+                rankings = rankings_frame(test.query_id.tolist(), decoder.item_ids, top, scores)
                 ranks[name, beam] = (
                     relevant_ranks(rankings, test[["query_id", "item_id"]], DEPTH)
                     .loc[test.query_id]
@@ -73,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     note = (
-        f"{args.modality}, decoder {fp32.version}, {len(texts)} test queries, corpus "
+        f"{args.modality}, decoders {', '.join(str(d.version) for d in decoders.values())}, "
+        f"{len(texts)} test queries, corpus "
         f"{len(fp32.item_ids)}, batch {args.batch_size}, 1 thread, median of {args.repeats} "
         "alternating rounds"
     )
@@ -87,9 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         row["MRR@10"] = m["MRR@10"]
         row["qps_search"] = len(texts) / search
         row["qps_with_encoding"] = len(texts) / (search + encode)
-        if name == "int8":
-            diff = paired_comparison(ranks["int8", beam], ranks["float32", beam], 1000, 0)["R@10"]
-            row["R@10_minus_float32"], row["R@10_minus_float32_ci95"] = (
+        first = next(iter(decoders))
+        if name != first:  # paired against the first decoder (float32, or the first version)
+            diff = paired_comparison(ranks[name, beam], ranks[first, beam], 1000, 0)["R@10"]
+            row[f"R@10_minus_{first}"], row[f"R@10_minus_{first}_ci95"] = (
                 diff["diff"],
                 np.round(diff["diff_ci95"], 4).tolist(),
             )
