@@ -6,7 +6,10 @@
 
 A lever is a set of `--params` overrides on top of the defaults (and of `--params`, e.g. a
 new baseline), or a dict of parameters for what `--params` cannot express (it splits on
-commas, so no lists): those go to `kedro run --config <file>` as `run.params`. Every run reruns all the stages after feature extraction, so no lever inherits
+commas, so no lists): those go to `kedro run --config <file>` as `run.params`. A lever that
+changes only the decoder or the search (`decoder_training.*`, `evaluation.*`) reruns only
+those two stages when the runner's previous run left the defaults' pairs and identifiers on
+disk (same seed, same params: the same files, byte for byte); the first one runs them all. Every run reruns all the stages after feature extraction, so no lever inherits
 another's pairs or identifiers; each is an MLflow run tagged `run_label=lever-<name>`. Settings are chosen by the *validation* MRR@10
 the table shows beside the test metrics; test numbers are reported, never optimised.
 Output: data/08_reporting/levers/levers.{csv,md}.
@@ -29,6 +32,8 @@ from cart_pipeline.runs import kedro, latest_by, markdown_table
 logger = logging.getLogger("cart_pipeline.levers")
 
 STAGES = "captioning,dual_tower,coarse_clustering,rqvae_quantization,id_assignment,decoder_training,evaluation"
+DECODER_STAGES = "decoder_training,evaluation"
+DECODER_GROUPS = ("decoder_training", "evaluation")
 # name -> overrides: each a departure from the defaults (`base`), which are what these
 # measurements chose on validation (README, "Quality levers", for the path that led there)
 LEVERS: dict[str, str | dict] = {
@@ -102,16 +107,23 @@ def lever_params(name: str, extra_params: str = "") -> str | dict:
     return OmegaConf.to_container(OmegaConf.merge(OmegaConf.from_dotlist(dotlist), lever))
 
 
-def run_lever(project: Path, name: str, extra_params: str = "") -> None:
+def decoder_only(name: str) -> bool:
+    """Whether lever ``name`` leaves pairs and identifiers as the defaults make them."""
+    lever = LEVERS[name]
+    keys = [p.split("=")[0] for p in lever.split(",") if p] if isinstance(lever, str) else lever
+    return name != "base" and all(k.split(".")[0] in DECODER_GROUPS for k in keys)
+
+
+def run_lever(project: Path, name: str, extra_params: str = "", stages: str = STAGES) -> None:
     params = lever_params(name, extra_params)
     if isinstance(params, str):
-        kedro(project, "--pipelines", STAGES, "--params", params)
+        kedro(project, "--pipelines", stages, "--params", params)
         return
     # `--params` would replace the config file's params: all of them go in the file
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as config:
         yaml.safe_dump({"run": {"params": params}}, config)
     try:
-        kedro(project, "--pipelines", STAGES, "--config", config.name)
+        kedro(project, "--pipelines", stages, "--config", config.name)
     finally:
         Path(config.name).unlink()
 
@@ -134,9 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         if not any((project / "data/04_feature").glob("*/query_features.parquet")):
             kedro(project, "--pipelines", "ingest,feature_extraction")
-        # `base` last: the project's newest artifacts are then the defaults' (cart-search)
-        for name in sorted(args.levers, key=lambda n: n == "base"):
-            run_lever(project, name, args.params)
+        # decoder-only levers first (the first of them runs every stage), `base` last: the
+        # project's newest artifacts are then the defaults' (cart-search)
+        defaults_on_disk = False
+        for name in sorted(args.levers, key=lambda n: (n == "base", not decoder_only(n))):
+            reuse = decoder_only(name) and defaults_on_disk
+            run_lever(project, name, args.params, DECODER_STAGES if reuse else STAGES)
+            defaults_on_disk = decoder_only(name) or name == "base"
     results = latest_by(
         project, [f"lever-{n}" for n in args.levers], lambda m: m["config"].get("run_label")
     )
