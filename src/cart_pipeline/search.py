@@ -370,19 +370,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         _quiet()
     logging.basicConfig(level=logging.WARNING)
+
+    def load(dual_tower: bool = False) -> Retriever:
+        retriever = Retriever.load(
+            args.project,
+            version=args.version,
+            run_id=args.run_id,
+            modalities=[args.modality] if args.modality else None,
+            device=args.device,
+            dual_tower=dual_tower,
+        )
+        if args.int8:
+            retriever.indexes = {m: index.int8() for m, index in retriever.indexes.items()}
+        return retriever
+
     try:
         if args.serve:
             from cart_pipeline.web import serve
 
-            retriever = Retriever.load(
-                args.project,
-                version=args.version,
-                run_id=args.run_id,
-                modalities=[args.modality] if args.modality else None,
-                device=args.device,
-                dual_tower=True,
-            )
-            serve(retriever, args.host, args.port)
+            serve(load(dual_tower=True), args.host, args.port)
             return 0
         if args.queries:
             if not args.queries.is_file():
@@ -400,15 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SearchError('give a query, e.g. cart-search "a brown hen", or --queries FILE')
         if not all(q.strip() for q in queries):
             raise SearchError("empty query")
-        retriever = Retriever.load(
-            args.project,
-            version=args.version,
-            run_id=args.run_id,
-            modalities=[args.modality] if args.modality else None,
-            device=args.device,
-        )
-        if args.int8:
-            retriever.indexes = {m: index.int8() for m, index in retriever.indexes.items()}
+        retriever = load()
         started = time.perf_counter()
         results = retriever.search(
             queries, k=args.top_k, modality=args.modality, beam_size=args.beam_size
