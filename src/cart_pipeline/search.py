@@ -68,6 +68,37 @@ def _version_of_run(project: Path, run_id: str) -> str:
     return version
 
 
+TEXT_ENCODER_CACHE = Path("data/06_models/text_encoder")
+
+
+def _search_text_encoder(project: Path, spec: dict, device):
+    """The query encoder for search. MiniLM on the CPU runs as TorchScript (the same weights
+    and outputs; it loads without importing transformers, which costs a search seconds),
+    scripted once into the project's data/06_models/text_encoder/. Anything else, or a project
+    folder that cannot be written, loads as the pipeline does."""
+    from cart_pipeline.pipelines.encoders import load_encoder
+
+    options = {k: v for k, v in spec.items() if k != "name"}
+    if (
+        spec["name"] != "all-MiniLM-L6-v2"
+        or device.type != "cpu"
+        or set(options)
+        - {
+            "model_path",
+            "max_length",
+            "batch_size",
+        }
+    ):
+        return load_encoder(spec, device)
+    from cart_pipeline.core.encoders.text import scripted_minilm
+
+    try:
+        return scripted_minilm(project / TEXT_ENCODER_CACHE, **options)
+    except OSError as error:
+        logger.warning("text encoder not cached (%s); loading it with transformers", error)
+        return load_encoder(spec, device)
+
+
 class Retriever:
     """One CART index per modality, loaded from the project's catalog."""
 
@@ -118,7 +149,6 @@ class Retriever:
         from cart_pipeline.core.retrieval.cart import CartIndex
         from cart_pipeline.core.retrieval.dual_tower import DualTowerIndex
         from cart_pipeline.core.tables import column_to_matrix
-        from cart_pipeline.pipelines.encoders import load_encoder
         from cart_pipeline.pipelines.modalities import configured_modalities
 
         started = time.perf_counter()
@@ -193,7 +223,9 @@ class Retriever:
             device = resolve_device(device or params.get("device"))
         except InputError as error:
             raise SearchError(str(error)) from None
-        text_encoder = load_encoder(params["feature_extraction"]["text_encoder"], device)
+        text_encoder = _search_text_encoder(
+            project, params["feature_extraction"]["text_encoder"], device
+        )
         indexes = {
             m: CartIndex.from_checkpoint(c, text_encoder, device) for m, c in checkpoints.items()
         }
@@ -356,11 +388,10 @@ def _quiet() -> None:
     os.environ.setdefault(
         "KEDRO_LOGGING_CONFIG", str(files("cart_pipeline") / "resources" / "quiet_logging.yml")
     )
+    # read when transformers is imported (only to script the text encoder, the first time):
+    # importing it here to silence it would cost every search a second
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from transformers.utils import logging as transformers_logging
-
-    transformers_logging.disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:

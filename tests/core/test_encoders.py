@@ -223,6 +223,36 @@ def test_minilm_embeddings_and_all_hidden_states(text_encoder):
 # ---------------------------------------------------------------- batched extraction
 
 
+def test_scripted_minilm_tokenizes_and_encodes_exactly_like_the_transformers_one(
+    text_encoder, tmp_path
+):
+    """What cart-search runs (TorchScript + `tokenizers`) equals what the pipeline ran, for
+    batches of other sizes and lengths than the trace, a lone text (no padding), accents and
+    a text cut at max_length; and the script is built once, then reused."""
+    from cart_pipeline.core.encoders.text import scripted_minilm
+
+    scripted = scripted_minilm(tmp_path)
+    built = list(tmp_path.glob("*.ts"))
+    assert len(built) == 1 and scripted.dim == text_encoder.dim
+    assert scripted.n_layers == text_encoder.n_layers
+    batches = [
+        ["A brown hen."],
+        ["a fire truck", "Crème brûlée on a plate, with a spoon!", "hen " * 200, "x"],
+        [f"query number {i} about a small red bird" for i in range(9)],
+    ]
+    for texts in batches:
+        mine, theirs = scripted.tokenize(texts), text_encoder.tokenize(texts)
+        for key in ("input_ids", "attention_mask", "token_type_ids"):
+            assert torch.equal(mine[key], theirs[key]), key
+        layers, mask = scripted.encode_layers(texts)
+        ref_layers, ref_mask = text_encoder.encode_layers(texts)
+        assert torch.equal(mask, ref_mask)
+        torch.testing.assert_close(layers, ref_layers, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(scripted.encode(texts), text_encoder.encode(texts), atol=1e-5)
+    assert scripted_minilm(tmp_path).model is not None
+    assert list(tmp_path.glob("*.ts")) == built  # reused, not rebuilt
+
+
 def test_corrupt_files_are_rejected_and_good_rows_encoded(
     image_encoder, audio_encoder, shipped_media, tmp_path
 ):

@@ -7,6 +7,7 @@ token-level hidden states of every layer E_1..E_S for its fusion.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -102,9 +103,121 @@ class MiniLMTextEncoder:
         for start in tqdm(starts, desc=f"{self.name}", unit="batch", disable=not progress):
             batch = self.tokenize(texts[start : start + self.batch_size])
             hidden = self.model(**batch).last_hidden_state  # (B, T, H)
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            chunks.append(F.normalize(pooled, dim=-1).cpu().numpy())
+            chunks.append(sentence_embedding(hidden, batch["attention_mask"]))
         if not chunks:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(chunks).astype(np.float32)
+
+    def save_torchscript(self, path: str | Path) -> None:
+        """The forward pass of every layer as TorchScript (what :class:`ScriptedMiniLM` runs),
+        traced on a padded batch so the attention mask stays in the graph. Atomic save."""
+        wrapper = _AllLayers(self.model).eval()
+        batch = self.tokenize(["a brown hen", "a fire truck parked next to a red house"])
+        inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        with torch.no_grad():
+            traced = torch.jit.trace(wrapper, inputs, check_trace=False)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        torch.jit.save(traced, str(partial))
+        partial.replace(path)
+
+
+class _AllLayers(torch.nn.Module):
+    """(input ids, attention mask, token types) -> hidden states of every layer (B, S, T, H)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=True,
+        )
+        return torch.stack(out.hidden_states, dim=1)
+
+
+def sentence_embedding(last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
+    """(B, T, H) last layer, (B, T) mask -> (B, H) L2-normalised mean over real tokens, as
+    sentence-transformers pools this model."""
+    mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)  # (B, T, 1)
+    pooled = (last_hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return F.normalize(pooled, dim=-1).cpu().numpy()
+
+
+class ScriptedMiniLM:
+    """The same encoder for processes that only search (`cart-search`, the search page): the
+    TorchScript of :meth:`MiniLMTextEncoder.save_torchscript` and the model's own
+    ``tokenizer.json`` read by `tokenizers`. Loads in a fraction of a second without importing
+    transformers (seconds); same tokens, same weights, the same outputs (tests/core)."""
+
+    name = MiniLMTextEncoder.name
+    modality = "text"
+
+    def __init__(
+        self,
+        script_path: str | Path,
+        model_path: str | Path | None = None,
+        max_length: int = 64,
+        batch_size: int = 128,
+    ):
+        from tokenizers import Tokenizer
+
+        path = Path(model_path) if model_path else _bundled_minilm_path()
+        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length)
+        pad_id = self.tokenizer.token_to_id("[PAD]")
+        self.tokenizer.enable_padding(pad_id=pad_id, pad_token="[PAD]")  # to the longest
+        self.model = torch.jit.load(str(script_path), map_location="cpu").eval()
+        self.batch_size = batch_size
+        config = json.loads((path / "config.json").read_text())
+        self.dim = int(config["hidden_size"])
+        self.n_layers = int(config["num_hidden_layers"]) + 1  # + the embedding output
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        encoded = self.tokenizer.encode_batch(list(texts))
+        return {
+            key: torch.tensor([getattr(e, attr) for e in encoded], dtype=torch.long)
+            for key, attr in (
+                ("input_ids", "ids"),
+                ("attention_mask", "attention_mask"),
+                ("token_type_ids", "type_ids"),
+            )
+        }
+
+    @torch.inference_mode()
+    def encode_layers(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.tokenize(texts)
+        layers = self.model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        return layers, batch["attention_mask"].bool()
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            layers, mask = self.encode_layers(list(texts[start : start + self.batch_size]))
+            chunks.append(sentence_embedding(layers[:, -1], mask))
+        if not chunks:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32)
+
+
+def scripted_minilm(
+    cache_dir: str | Path,
+    model_path: str | Path | None = None,
+    max_length: int = 64,
+    batch_size: int = 128,
+) -> ScriptedMiniLM:
+    """A :class:`ScriptedMiniLM`, scripted once into ``cache_dir`` (a file per model path:
+    building it imports transformers, later loads do not)."""
+    import hashlib
+
+    source = str(Path(model_path).resolve()) if model_path else "bundled"
+    key = hashlib.sha256(f"{source}|{torch.__version__}".encode()).hexdigest()[:12]
+    script = Path(cache_dir) / f"all-MiniLM-L6-v2-{key}.ts"
+    if not script.exists():
+        MiniLMTextEncoder(model_path, max_length, batch_size).save_torchscript(script)
+    return ScriptedMiniLM(script, model_path, max_length, batch_size)
