@@ -210,7 +210,7 @@ def faiss_ivfpq(x: np.ndarray, code_bytes: int, seed: int, train_max: int = 100_
     nlist = default_n_clusters(len(x))
     quantizer = faiss.IndexFlatIP(DIM)
     index = faiss.IndexIVFPQ(quantizer, DIM, nlist, code_bytes, 8, faiss.METRIC_INNER_PRODUCT)
-    rows = np.random.default_rng(seed).permutation(len(x))[: max(train_max, 256 * 40)]
+    rows = np.random.default_rng(seed).permutation(len(x))[:train_max]
     index.train(x[np.sort(rows)])
     index.add(x)
 
