@@ -4,13 +4,22 @@
     retriever = Retriever.load()                  # latest artifacts of this project
     retriever.search(["a brown hen"], k=5)        # -> [[SearchResult, ...]]
 
-The artifacts are read through the project's Kedro catalog, so `--version` is a Kedro save
-version (the timestamp folder under data/06_models/<modality>/cart_decoder.pt/) and `--run-id`
-an MLflow run of a `kedro run` (kedro-mlflow tags it with the Kedro session id, `run_id`,
-which is the save version of everything that run wrote). By default each modality serves the
-decoder version the newest metrics.json evaluated (``Retriever.versions``), so the index you
-query is the one whose numbers you read. Inference is the evaluation stage's own code path
-(:class:`cart_pipeline.core.retrieval.cart.CartIndex`).
+What a search needs is one file per modality, the **search index** the evaluation stage writes
+after it measured the decoder (catalog entry ``{modality}.search_index``, see
+:func:`make_search_index`): the evaluated decoder checkpoint, the item table and the text-encoder
+spec, loadable with ``torch.load(weights_only=True)``. The CLI reads it straight from
+``data/06_models/<modality>/search_index.pt/<version>/`` without starting Kedro or importing
+pandas (a search then costs little more than importing torch); the served MLflow model is the
+same file. So by default each modality serves the decoder its newest evaluation measured, and the
+numbers a user reads are those of the index they query.
+
+``--version`` is a Kedro save version of the decoder (the timestamp folder under
+data/06_models/<modality>/cart_decoder.pt/) and ``--run-id`` an MLflow run of a `kedro run`
+(kedro-mlflow tags it with the Kedro session id, `run_id`, which is the save version of
+everything that run wrote). Where no search index matches (a decoder evaluated by another run,
+a project built before search indexes existed, ``dual_tower=True`` for the search page), the
+same search index is assembled in memory from the project's Kedro catalog. Inference is the
+evaluation stage's own code path (:class:`cart_pipeline.core.retrieval.cart.CartIndex`).
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas costs a search a third of a second: only the Kedro path imports it
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -69,25 +80,92 @@ def _version_of_run(project: Path, run_id: str) -> str:
 
 
 TEXT_ENCODER_CACHE = Path("data/06_models/text_encoder")
+SEARCH_INDEX_FORMAT = "cart-search-index/1"
+# The catalog's "{modality}.search_index" (a test holds the two together): read without Kedro.
+SEARCH_INDEX = "data/06_models/{modality}/search_index.pt"
 
 
-def _search_text_encoder(project: Path, spec: dict, device):
+def make_search_index(
+    modality: str,
+    cart_decoder: dict,
+    candidates: pd.DataFrame,
+    queries: pd.DataFrame,
+    text_encoder_spec: dict,
+    beam_size: int,
+    device: str,
+    metrics: dict[str, float] | None = None,
+) -> dict:
+    """Everything a search of one modality needs, as plain values (``weights_only`` loads it):
+    the decoder checkpoint and its save version, the item table (id, media path, the first
+    human description), the query encoder's spec, the evaluated beam size, the project's
+    ``device`` and the CART metrics measured on this decoder."""
+    from cart_pipeline.core.pairs import item_descriptions
+
+    descriptions = candidates.item_id.map(item_descriptions(queries)).fillna("")
+    return {
+        "format": SEARCH_INDEX_FORMAT,
+        "modality": modality,
+        "decoder": {k: v for k, v in cart_decoder.items() if k != "saved_version"},
+        "decoder_version": cart_decoder.get("saved_version"),
+        "items": {
+            "item_id": candidates.item_id.astype(str).tolist(),
+            "media_path": candidates.media_path.astype(str).tolist(),
+            "description": descriptions.astype(str).tolist(),
+        },
+        "text_encoder": dict(text_encoder_spec),
+        "beam_size": int(beam_size),
+        "device": str(device),
+        "metrics": {name: float(value) for name, value in (metrics or {}).items()},
+    }
+
+
+def _saved_search_indexes(
+    project: Path, modalities: list[str] | None, version: str | None
+) -> list[dict] | None:
+    """The newest saved search index of each modality (or all that have one), read straight
+    from disk; with ``version``, the one whose decoder is that version. None when any is
+    missing or unreadable: the caller then assembles them from the catalog, which also says
+    what is wrong."""
+    import torch
+
+    folders = sorted((project / SEARCH_INDEX.split("{modality}")[0]).glob("*/search_index.pt"))
+    found = {folder.parent.name: folder for folder in folders if folder.is_dir()}
+    bundles = []
+    for modality in modalities or sorted(found):
+        folder = found.get(modality)
+        saved = sorted(folder.glob("*/search_index.pt")) if folder else []
+        if version:  # the version a run wrote its search index under is its decoder's...
+            saved = [path for path in saved if path.parent.name == version]
+        if not saved:
+            return None
+        try:
+            bundle = torch.load(saved[-1], map_location="cpu", weights_only=True)
+        except Exception as error:  # the catalog path reports it, naming the file
+            logger.debug("search index %s unreadable: %s", saved[-1], error)
+            return None
+        # ... unless an evaluation-only run measured an older decoder: the catalog path then
+        if bundle.get("format") != SEARCH_INDEX_FORMAT or (
+            version and bundle.get("decoder_version") != version
+        ):
+            return None
+        bundles.append(bundle)
+    return bundles or None
+
+
+def _search_text_encoder(project: Path | None, spec: dict, device):
     """The query encoder for search. MiniLM on the CPU runs as TorchScript (the same weights
     and outputs; it loads without importing transformers, which costs a search seconds),
-    scripted once into the project's data/06_models/text_encoder/. Anything else, or a project
-    folder that cannot be written, loads as the pipeline does."""
+    scripted once into the project's data/06_models/text_encoder/. Anything else, no project
+    (a served model) or a project folder that cannot be written, loads as the pipeline does."""
     from cart_pipeline.pipelines.encoders import load_encoder
 
     options = {k: v for k, v in spec.items() if k != "name"}
+    scriptable = {"model_path", "max_length", "batch_size"}
     if (
-        spec["name"] != "all-MiniLM-L6-v2"
+        project is None
+        or spec["name"] != "all-MiniLM-L6-v2"
         or device.type != "cpu"
-        or set(options)
-        - {
-            "model_path",
-            "max_length",
-            "batch_size",
-        }
+        or set(options) - scriptable
     ):
         return load_encoder(spec, device)
     from cart_pipeline.core.encoders.text import scripted_minilm
@@ -100,24 +178,52 @@ def _search_text_encoder(project: Path, spec: dict, device):
 
 
 class Retriever:
-    """One CART index per modality, loaded from the project's catalog."""
+    """One CART index per modality, built from search indexes (:func:`make_search_index`)."""
 
     def __init__(
         self,
         indexes: dict,
-        items: pd.DataFrame,
+        items: dict[str, tuple[str, str]],
         load_seconds: float = 0.0,
         dual_towers: dict | None = None,
         dataset_root: str | Path | None = None,
     ):
         self.indexes = indexes  # modality -> CartIndex
-        self.versions = {
-            m: index.version for m, index in indexes.items()
-        }  # modality -> save version
+        self.versions = {m: index.version for m, index in indexes.items()}  # -> decoder version
         self.dual_towers = dual_towers or {}  # modality -> DualTowerIndex (search page)
-        self.items = items.set_index("item_id")
+        self.items = items  # item_id -> (description, media_path)
         self.load_seconds = load_seconds
         self.dataset_root = Path(dataset_root) if dataset_root else None
+
+    @classmethod
+    def from_search_indexes(
+        cls, bundles: list[dict], device: str | None = None, project: Path | None = None
+    ) -> Retriever:
+        """``device``: default the project's, as recorded in the search index; ``project``:
+        where the scripted query encoder is cached (None: load it as the pipeline does)."""
+        from cart_pipeline.core.device import resolve_device
+        from cart_pipeline.core.errors import InputError
+        from cart_pipeline.core.retrieval.cart import CartIndex
+
+        started = time.perf_counter()
+        specs = {json.dumps(b["text_encoder"], sort_keys=True) for b in bundles}
+        if len(specs) > 1:  # one query encoding serves every modality
+            raise SearchError(f"the modalities' indexes use different text encoders: {specs}")
+        try:
+            device = resolve_device(device or bundles[0]["device"])
+        except InputError as error:
+            raise SearchError(str(error)) from None
+        text_encoder = _search_text_encoder(project, bundles[0]["text_encoder"], device)
+        indexes, items = {}, {}
+        for bundle in sorted(bundles, key=lambda b: b["modality"]):  # results in one order
+            checkpoint = {**bundle["decoder"], "saved_version": bundle["decoder_version"]}
+            indexes[bundle["modality"]] = CartIndex.from_checkpoint(
+                checkpoint, text_encoder, device
+            )
+            table = bundle["items"]
+            shown = zip(table["description"], table["media_path"], strict=True)
+            items.update(zip(table["item_id"], shown, strict=True))
+        return cls(indexes, items, time.perf_counter() - started)
 
     @classmethod
     def load(
@@ -131,30 +237,33 @@ class Retriever:
     ) -> Retriever:
         """``device``: where the decoders run (default: the project's `device` parameter);
         ``dual_tower``: also load each modality's evaluated dual tower (``system="dual_tower"``)."""
-        # Kedro logs and warns on the console while it starts; stdout is for results only.
-        with contextlib.redirect_stdout(sys.stderr):
-            return cls._load(project_path, version, run_id, modalities, device, dual_tower)
+        started = time.perf_counter()
+        project = _find_project(Path(project_path or Path.cwd()).resolve())
+        if run_id:
+            version = _version_of_run(project, run_id)
+        saved = None if dual_tower else _saved_search_indexes(project, modalities, version)
+        if saved:
+            retriever = cls.from_search_indexes(saved, device, project)
+        else:
+            # Kedro logs and warns on the console while it starts; stdout is for results only.
+            with contextlib.redirect_stdout(sys.stderr):
+                retriever = cls._load(project, version, modalities, device, dual_tower)
+        retriever.load_seconds = time.perf_counter() - started
+        return retriever
 
     @classmethod
-    def _load(cls, project_path, version, run_id, modalities, device, dual_tower) -> Retriever:
+    def _load(cls, project, version, modalities, device, dual_tower) -> Retriever:
+        """The search indexes assembled from the project's Kedro catalog."""
         from kedro.config import MissingConfigException
         from kedro.framework.context.context import _convert_paths_to_absolute_posix
         from kedro.framework.project import settings
         from kedro.framework.startup import bootstrap_project
         from kedro.io.core import DatasetError, VersionNotFoundError
 
-        from cart_pipeline.core.device import resolve_device
-        from cart_pipeline.core.errors import InputError
-        from cart_pipeline.core.pairs import item_descriptions
-        from cart_pipeline.core.retrieval.cart import CartIndex
         from cart_pipeline.core.retrieval.dual_tower import DualTowerIndex
         from cart_pipeline.core.tables import column_to_matrix
         from cart_pipeline.pipelines.modalities import configured_modalities
 
-        started = time.perf_counter()
-        project = _find_project(Path(project_path or Path.cwd()).resolve())
-        if run_id:
-            version = _version_of_run(project, run_id)
         bootstrap_project(project)
         for name in ("kedro", "kedro_mlflow", "cart_pipeline"):
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -188,7 +297,7 @@ class Retriever:
             if version is None and catalog.exists("metrics")
             else {}
         )
-        checkpoints = {}
+        bundles = []
         for modality in wanted:
             name = f"{modality}.cart_decoder"
             if not catalog.exists(name):
@@ -218,37 +327,31 @@ class Retriever:
                 raise SearchError(
                     f"cannot load version {wanted_version!r} of {name}: {error}"
                 ) from None
-            checkpoints[modality] = checkpoint
-        try:
-            device = resolve_device(device or params.get("device"))
-        except InputError as error:
-            raise SearchError(str(error)) from None
-        text_encoder = _search_text_encoder(
-            project, params["feature_extraction"]["text_encoder"], device
-        )
-        indexes = {
-            m: CartIndex.from_checkpoint(c, text_encoder, device) for m, c in checkpoints.items()
-        }
-        dual_towers = {}
+            bundles.append(
+                make_search_index(
+                    modality,
+                    checkpoint,
+                    catalog.load(f"{modality}.candidates"),
+                    catalog.load(f"{modality}.queries"),
+                    params["feature_extraction"]["text_encoder"],
+                    params["evaluation"]["beam_size"],
+                    params.get("device", "cpu"),
+                )
+            )
+        retriever = cls.from_search_indexes(bundles, device, project)
         for modality in wanted if dual_tower else []:
             name = f"{modality}.dual_tower"
             tower_version = version or evaluated.get(modality, {}).get("dual_tower")
             features = catalog.load(f"{modality}.candidate_features")
-            dual_towers[modality] = DualTowerIndex.from_checkpoint(
+            retriever.dual_towers[modality] = DualTowerIndex.from_checkpoint(
                 catalog.load(name, version=tower_version),
                 features.item_id.to_numpy(),
                 column_to_matrix(features.embedding),
             )
-        items = catalog.load("candidates")
-        queries = catalog.load("queries")
-        items = items.assign(description=items.item_id.map(item_descriptions(queries)).fillna(""))
-        return cls(
-            indexes,
-            items,
-            time.perf_counter() - started,
-            dual_towers,
-            params.get("dataset_root"),
+        retriever.dataset_root = (
+            Path(params["dataset_root"]) if params.get("dataset_root") else None
         )
+        return retriever
 
     def search(
         self,
@@ -310,16 +413,8 @@ class Retriever:
         return results
 
     def _result(self, query: str, rank: int, item_id: str, modality: str, score: float):
-        item = self.items.loc[item_id] if item_id in self.items.index else None
-        return SearchResult(
-            query,
-            rank,
-            item_id,
-            modality,
-            score,
-            "" if item is None else str(item.description),
-            "" if item is None else str(item.media_path),
-        )
+        description, media_path = self.items.get(item_id, ("", ""))
+        return SearchResult(query, rank, item_id, modality, score, description, media_path)
 
 
 def _at_least_one(value: str) -> int:

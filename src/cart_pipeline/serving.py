@@ -5,16 +5,16 @@
         -d '{"dataframe_records": [{"query": "a brown hen"}], "params": {"k": 5}}'
 
 The evaluation stage logs one pyfunc model per modality into its MLflow run and registers it
-as ``cart-<modality>``: artifacts are the evaluated decoder checkpoint (a weights_only torch
-file), the item table (item_id, media_path, description) and the text-encoder spec; the model
-version carries the run's CART metrics as tags. Prediction is :class:`Retriever.search`, the
-CLI's own code path, so serving needs this package installed (``--env-manager local`` in the
-project's virtualenv; the encoders' weights ship inside their packages).
+as ``cart-<modality>``: its one artifact is the modality's search index (``search.py``:
+the evaluated decoder checkpoint, the item table and the text-encoder spec in a weights_only
+torch file); the model version carries the run's CART metrics as tags. Prediction is
+:class:`Retriever.search`, the CLI's own code path, so serving needs this package installed
+(``--env-manager local`` in the project's virtualenv; the encoders' weights ship inside their
+packages).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -34,17 +34,11 @@ class CartModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         import torch
 
-        from cart_pipeline.core.retrieval.cart import CartIndex
-        from cart_pipeline.pipelines.encoders import load_encoder
         from cart_pipeline.search import Retriever
 
-        spec = json.loads(Path(context.artifacts["index_spec"]).read_text())
-        checkpoint = torch.load(context.artifacts["decoder"], weights_only=True)
-        index = CartIndex.from_checkpoint(checkpoint, load_encoder(spec["text_encoder"]))
-        self.retriever = Retriever(
-            {spec["modality"]: index}, pd.read_parquet(context.artifacts["items"])
-        )
-        self.beam_size = int(spec["beam_size"])
+        search_index = torch.load(context.artifacts["search_index"], weights_only=True)
+        self.retriever = Retriever.from_search_indexes([search_index])
+        self.beam_size = int(search_index["beam_size"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
         params = params or {}
@@ -61,7 +55,7 @@ class CartModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
 
 
-def signature():
+def signature(beam_size: int = 20):
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -77,56 +71,37 @@ def signature():
                 ColSpec("string", "media_path"),
             ]
         ),
-        params=ParamSchema([ParamSpec("k", "long", 10), ParamSpec("beam_size", "long", 20)]),
+        params=ParamSchema(
+            [ParamSpec("k", "long", 10), ParamSpec("beam_size", "long", int(beam_size))]
+        ),
     )
 
 
-def log_cart_model(
-    modality: str,
-    checkpoint: dict,
-    items: pd.DataFrame,
-    text_encoder_spec: dict,
-    beam_size: int,
-    metrics: dict[str, float],
-    example_query: str,
-) -> dict:
-    """Log the index into the active MLflow run, register it as ``cart-<modality>`` and tag
-    the new version with ``metrics``. -> {name, version, model_uri, run_id}."""
+def log_cart_model(search_index: dict, example_query: str) -> dict:
+    """Log a search index into the active MLflow run, register it as ``cart-<modality>`` and
+    tag the new version with its metrics. -> {name, version, model_uri, run_id}."""
     import torch
 
-    name = f"cart-{modality}"
+    name = f"cart-{search_index['modality']}"
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        torch.save(
-            {k: v for k, v in checkpoint.items() if k != "saved_version"}, folder / "decoder.pt"
-        )
-        items.to_parquet(folder / "items.parquet", index=False)
-        spec = {
-            "modality": modality,
-            "text_encoder": dict(text_encoder_spec),
-            "beam_size": beam_size,
-        }
-        (folder / "index_spec.json").write_text(json.dumps(spec))
+        path = Path(tmp) / "search_index.pt"
+        torch.save({k: v for k, v in search_index.items() if k != "saved_version"}, path)
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=CartModel(),
-            artifacts={
-                "decoder": str(folder / "decoder.pt"),
-                "items": str(folder / "items.parquet"),
-                "index_spec": str(folder / "index_spec.json"),
-            },
-            signature=signature(),
+            artifacts={"search_index": str(path)},
+            signature=signature(search_index["beam_size"]),
             input_example=(pd.DataFrame({"query": [example_query]}), {"k": 5}),
             registered_model_name=name,
         )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
-    for key, value in metrics.items():  # named as the run's metrics are ("R_at_1")
+    for key, value in search_index["metrics"].items():  # named as the run's metrics ("R_at_1")
         client.set_model_version_tag(
             name, version, f"test.{key.replace('@', '_at_')}", f"{value:.4f}"
         )
     client.set_model_version_tag(
-        name, version, "decoder_version", str(checkpoint.get("saved_version"))
+        name, version, "decoder_version", str(search_index["decoder_version"])
     )
-    logger.info("%s: registered as %s version %s (%s)", modality, name, version, info.model_uri)
+    logger.info("%s: registered as version %s (%s)", name, version, info.model_uri)
     return {"name": name, "version": version, "model_uri": info.model_uri, "run_id": info.run_id}

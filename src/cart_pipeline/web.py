@@ -58,7 +58,7 @@ def search_payload(retriever: Retriever, query: str, k: int) -> dict:
 def make_handler(retriever: Retriever) -> type[BaseHTTPRequestHandler]:
     page = (files("cart_pipeline") / "resources" / "search_page.html").read_bytes()
     root = retriever.dataset_root.resolve() if retriever.dataset_root else None
-    media = set(retriever.items.media_path.astype(str))  # the only files the page may read
+    media = {path for _, path in retriever.items.values()}  # the only files the page may read
     one_search_at_a_time = threading.Lock()  # the models are shared by the server's threads
 
     class Handler(BaseHTTPRequestHandler):

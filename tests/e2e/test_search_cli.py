@@ -181,3 +181,57 @@ def test_run_id_selects_that_runs_artifacts(project):
         [CART_SEARCH, "a hen", "--run-id", "0" * 32, "--project", str(project)], cwd=project
     )
     assert unknown.returncode == 2 and "unknown MLflow run id" in unknown.stderr
+
+
+def test_the_catalog_writes_search_indexes_where_the_cli_reads_them():
+    from kedro.config import OmegaConfigLoader
+
+    from cart_pipeline.search import SEARCH_INDEX
+    from cart_pipeline.settings import CONFIG_LOADER_ARGS
+    from tests.conftest import PROJECT_ROOT
+
+    catalog = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)["catalog"]
+    assert catalog["{modality}.search_index"]["filepath"] == SEARCH_INDEX
+    assert catalog["{modality}.search_index"]["versioned"]
+
+
+def test_a_search_reads_the_saved_index_without_kedro_or_pandas(project):
+    # what keeps a cold start short: the saved search index alone, no Kedro, no pandas
+    script = (
+        "import sys; from cart_pipeline.search import Retriever; "
+        f"r = Retriever.load({str(project)!r}); [rows] = r.search(['a brown hen'], k=3); "
+        "print(len(rows), sorted(r.indexes), [m for m in ('kedro', 'pandas') if m in sys.modules])"
+    )
+    result = run([sys.executable, "-c", script], cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "6 ['audio', 'image'] []"
+
+
+def test_the_saved_index_and_the_catalog_serve_the_same_ranking(project):
+    from cart_pipeline.search import Retriever
+
+    saved = Retriever.load(project)
+    assembled = Retriever.load(project, dual_tower=True)  # the catalog path (the search page's)
+    assert saved.versions == assembled.versions and saved.items == assembled.items
+    queries = ["a brown hen", "a dog barking", "a red apple"]
+    for a, b in zip(saved.search(queries, k=5), assembled.search(queries, k=5), strict=True):
+        assert [(r.item_id, round(r.score, 4)) for r in a] == [
+            (r.item_id, round(r.score, 4)) for r in b
+        ]
+
+
+def test_a_version_without_a_search_index_is_assembled_from_the_catalog(project):
+    from cart_pipeline.search import SEARCH_INDEX, Retriever
+
+    saved = Retriever.load(project, modalities=["image"])
+    version = saved.versions["image"]
+    folder = project / SEARCH_INDEX.format(modality="image") / version
+    moved = folder.with_name("moved-away")
+    folder.rename(moved)  # as for a decoder evaluated by a later, evaluation-only run
+    try:
+        assembled = Retriever.load(project, version=version, modalities=["image"])
+    finally:
+        moved.rename(folder)
+    assert assembled.versions == {"image": version}
+    [a], [b] = saved.search(["a brown hen"], k=3), assembled.search(["a brown hen"], k=3)
+    assert [r.item_id for r in a] == [r.item_id for r in b]

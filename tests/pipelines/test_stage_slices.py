@@ -33,6 +33,7 @@ from cart_pipeline.pipelines import (
     id_assignment,
     rqvae_quantization,
 )
+from cart_pipeline.search import Retriever
 from tests.conftest import DEFAULT_DATASET, PROJECT_ROOT
 
 MODALITIES = ("image", "audio")
@@ -238,3 +239,10 @@ def test_evaluation_slice_reports_every_system_with_intervals(upstream):
         assert "cart_vs_pair_lookup" in metrics["comparisons"][group]
     json.dumps(metrics)  # JSON-ready as saved
     assert "<table" in catalog["report"].load()
+    # the evaluated index, packaged for cart-search and the served model, carries its numbers
+    modality = MODALITIES[0]
+    search_index = catalog[f"{modality}.search_index"].load()
+    measured = catalog[f"{modality}.evaluation_metrics"].load()["systems"]["cart"]["metrics"]
+    assert search_index["metrics"]["R@10"] == measured["R@10"]
+    [rows] = Retriever.from_search_indexes([search_index]).search(["a dog"], k=3)
+    assert [r.rank for r in rows] == [1, 2, 3] and all(r.media_path for r in rows)

@@ -24,7 +24,7 @@ from cart_pipeline.core.metrics import (
     relevant_ranks,
     same_description_relevance,
 )
-from cart_pipeline.core.pairs import index_pairs, item_descriptions, text_features_of
+from cart_pipeline.core.pairs import index_pairs, text_features_of
 from cart_pipeline.core.retrieval.cart import CartIndex
 from cart_pipeline.core.retrieval.dual_tower import (
     DualTowerIndex,
@@ -262,37 +262,48 @@ def evaluate_modality(
     return result
 
 
-def register_served_model(
+def package_search_index(
     cart_decoder: dict,
     candidates: pd.DataFrame,
     queries: pd.DataFrame,
     evaluation_metrics: dict,
     text_encoder_spec: dict[str, Any],
     params: dict[str, Any],
+    device: str,
     modality: str,
 ) -> dict:
-    """The evaluated index as the registered MLflow model `cart-<modality>` (serving.py)."""
+    """The evaluated index as one file: what `cart-search` and the served model load."""
+    from cart_pipeline.search import make_search_index
+
+    cart = evaluation_metrics["systems"]["cart"]["metrics"]
+    return make_search_index(
+        modality,
+        cart_decoder,
+        candidates,
+        queries,
+        text_encoder_spec,
+        params["beam_size"],
+        device,
+        {metric: cart[metric] for metric in ("R@1", "R@5", "R@10", "MRR@10")},
+    )
+
+
+def register_served_model(
+    search_index: dict, queries: pd.DataFrame, params: dict[str, Any]
+) -> dict:
+    """The search index as the registered MLflow model `cart-<modality>` (serving.py)."""
     import mlflow
 
+    modality = search_index["modality"]
     if not params["register_model"] or mlflow.active_run() is None:
         reason = "register_model is off" if not params["register_model"] else "no MLflow run"
         logger.info("%s: served model not registered (%s)", modality, reason)
         return {"registered": False, "reason": reason}
     from cart_pipeline.serving import log_cart_model
 
-    items = candidates[["item_id", "media_path"]].assign(
-        description=candidates.item_id.map(item_descriptions(queries)).fillna("")
-    )
-    cart = evaluation_metrics["systems"]["cart"]["metrics"]
     train_texts = queries[(queries.split == "train") & (queries.source == "human")].text
     registered = log_cart_model(
-        modality,
-        cart_decoder,
-        items,
-        text_encoder_spec,
-        int(params["beam_size"]),
-        {metric: cart[metric] for metric in ("R@1", "R@5", "R@10", "MRR@10")},
-        example_query=train_texts.iloc[0] if len(train_texts) else "a picture",
+        search_index, example_query=train_texts.iloc[0] if len(train_texts) else "a picture"
     )
     return {"registered": True, **registered}
 

@@ -5,6 +5,7 @@ from cart_pipeline.pipelines.modalities import per_modality
 from .nodes import (
     SYSTEMS,
     evaluate_modality,
+    package_search_index,
     rank_with_cart,
     rank_with_dual_tower,
     rank_with_pair_lookup,
@@ -86,7 +87,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                 name="evaluate_modality",
             ),
             node(
-                register_served_model,
+                package_search_index,
                 inputs=[
                     "cart_decoder",
                     "candidates",
@@ -94,8 +95,15 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "evaluation_metrics",
                     "params:feature_extraction.text_encoder",
                     "params:evaluation",
+                    "params:device",
                     "params:modality",
                 ],
+                outputs="search_index",
+                name="package_search_index",
+            ),
+            node(
+                register_served_model,
+                inputs=["search_index", "queries", "params:evaluation"],
                 outputs="served_model",
                 name="register_served_model",
             ),
