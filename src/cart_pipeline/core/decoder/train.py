@@ -13,6 +13,12 @@ Where a step's time goes, and what keeps it small on a CPU (default model, batch
     both R-Drop passes, which run as two "beams" over it (the memory has no dropout);
   * the fine branch never projects its S·T memory vectors (see ``model.py``).
 What is left is mostly the decoder's own per-position work (B × 2 passes × L positions).
+
+Data parallel (``torch.distributed`` initialised, e.g. by ``torchrun``; see
+``pipelines/decoder_training/distributed.py``): every replica draws the same global batches
+and trains on its strided share of each (:class:`World`), wrapped in
+``DistributedDataParallel``; each share's loss is weighted by its size, so the averaged
+gradient is that of the whole global batch, as one process would compute it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .beam_search import constrained_beam_search, ranks_of, trie_allowed
 from .model import CartDecoder, TextMemory
@@ -161,6 +168,55 @@ def batch_memory(
     return model.encode_memory(*states.batch(texts, device)).select(row.to(device))
 
 
+@dataclass(frozen=True)
+class World:
+    """This process's place among data-parallel replicas (rank 0 of 1 without a process group)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @classmethod
+    def current(cls) -> World:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    def shard(self, rows: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """This replica's rows of a global batch and the weight of its mean loss, so that the
+        replicas' averaged gradient is the global batch's. A replica left without rows (a last
+        batch smaller than the world) takes part in the all-reduce with one row at weight 0."""
+        if self.size == 1:
+            return rows, 1.0
+        local = rows[self.rank :: self.size]  # strided: length-sorted batches stay balanced
+        if len(local) == 0:
+            return rows[:1], 0.0
+        return local, len(local) * self.size / len(rows)
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """In-place sum over the replicas (a no-op alone)."""
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor)
+        return tensor
+
+
+class TeacherForcing(nn.Module):
+    """One training forward as a module call, which ``DistributedDataParallel`` can wrap: the
+    memory of each distinct text of the batch once, then teacher-forced logits of ``passes``
+    copies of each target (R-Drop's two dropout passes): (b,), (b, L) -> (b, passes, L, V)."""
+
+    def __init__(self, model: CartDecoder, states: PackedTextStates, device: torch.device):
+        super().__init__()
+        self.model, self.states, self.device = model, states, device
+
+    def forward(self, text_idx: torch.Tensor, targets: torch.Tensor, passes: int) -> torch.Tensor:
+        mem = batch_memory(self.model, self.states, text_idx, self.device)
+        return self.model.logits_for(mem, targets[:, None].expand(-1, passes, -1))
+
+
 def _masked_log_softmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     """log-softmax over the allowed entries only, the others set to 0 so products with p are safe."""
     return torch.where(
@@ -222,16 +278,19 @@ def evaluate_recall(
     beam_size: int = 10,
     batch_size: int = 128,
     ks: tuple[int, ...] = (1, 10),
+    world: World = World(),
 ) -> dict[str, float]:
-    """R@k and MRR@10 of constrained beam search; ``items`` (n,) the relevant item per text."""
+    """R@k and MRR@10 of constrained beam search; ``items`` (n,) the relevant item per text.
+    Data parallel, each replica ranks every ``world.size``-th batch and all get every rank."""
     device = model.tok_emb.weight.device
-    ranks = torch.empty(len(states), dtype=torch.long)
+    ranks = torch.zeros(len(states), dtype=torch.long)
     by_length = torch.argsort(states.lengths(), stable=True)  # batches of similar lengths
     depth = max(*ks, 10)
-    for idx in by_length.split(batch_size):
+    for idx in by_length.split(batch_size)[world.rank :: world.size]:
         layers, mask = states.batch(idx, device)
         found, _ = constrained_beam_search(model, layers, mask, trie, max(beam_size, depth), depth)
         ranks[idx] = ranks_of(found.cpu(), items[idx])
+    world.sum_(ranks)  # each text was ranked by exactly one replica
     metrics = {f"r{k}": float((ranks <= k).double().mean()) for k in ks}
     metrics["mrr10"] = float(torch.where(ranks <= 10, 1.0 / ranks.double(), 0.0).mean())
     return metrics
@@ -258,11 +317,13 @@ def train_decoder(
     weights. Without validation data the last epoch's weights are returned.
     ``soft_targets``: (candidates (P, K) item indices, -1 = none; probs (P, K)) per pair, mixed
     into the targets with weight ``config.soft_target_weight`` (see ``prefix_soft_targets``).
+    Under an initialised process group it trains data parallel (module docstring).
     """
     from tqdm.auto import tqdm
 
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
+    world = World.current()
+    torch.manual_seed(config.seed + world.rank)  # each replica its own dropout masks
+    gen = torch.Generator().manual_seed(config.seed)  # the same global batches on every replica
     device = model.tok_emb.weight.device
     identifiers = torch.as_tensor(identifiers, dtype=torch.long)
     items = torch.as_tensor(train_items, dtype=torch.long)
@@ -323,18 +384,30 @@ def train_decoder(
     V = model.cfg.vocab_size
     if model.cfg.trie_softmax:  # per item: valid tokens at each position given its prefix
         item_allowed = trie_allowed(trie.to(device), targets_all, V)  # (N, L, V)
+    forward = TeacherForcing(model, states, device)
+    if world.size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # broadcast_buffers off: the only buffers are the constant position/trie masks
+        forward = DistributedDataParallel(
+            forward, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False
+        )
 
     history: list[dict] = []
     best, best_state, stale = -1.0, None, 0
     bar = tqdm(
-        range(1, config.epochs + 1), desc="train decoder", unit="epoch", disable=not config.progress
+        range(1, config.epochs + 1),
+        desc="train decoder",
+        unit="epoch",
+        disable=not config.progress or world.rank > 0,
     )
     for epoch in bar:
         model.train()
-        t0, sums, n_seen = time.perf_counter(), {"loss": 0.0, "ce": 0.0, "kl": 0.0}, 0
-        for pairs in length_bucketed_batches(
+        t0, sums = time.perf_counter(), torch.zeros(4, dtype=torch.float64)  # loss, ce, kl, n
+        for global_pairs in length_bucketed_batches(
             pair_lengths, config.batch_size, gen, config.bucket_pool_batches
         ):
+            pairs, weight = world.shard(global_pairs)
             pair_items = items[pairs].to(device)
             targets = targets_all[pair_items]  # (b, L)
             # CE smoothing and the KL live inside the allowed tokens: the position ranges (L, V),
@@ -350,34 +423,34 @@ def train_decoder(
             ce_args = (targets, allowed, config.label_smoothing, soft, config.soft_target_weight)
             # The text memory has no dropout: built once for both R-Drop passes, which run as
             # 2 "beams" of the same target, each with its own dropout.
-            mem = batch_memory(model, states, pair_text[pairs], device)
             if omega > 0:
-                la, lb = model.logits_for(mem, targets[:, None].expand(-1, 2, -1)).unbind(1)
+                la, lb = forward(pair_text[pairs], targets, 2).unbind(1)
                 ce = 0.5 * (identifier_ce(la, *ce_args) + identifier_ce(lb, *ce_args))
                 kl = consistency_loss(la, lb, allowed)
             else:
-                logits = model.logits_for(mem, targets[:, None])[:, 0]
-                ce = identifier_ce(logits, *ce_args)
+                ce = identifier_ce(forward(pair_text[pairs], targets, 1)[:, 0], *ce_args)
                 kl = torch.zeros((), device=device)
             loss = ce + omega * kl
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight if weight != 1.0 else loss).backward()  # DDP averages the replicas
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             opt.step()
             sched.step()
-            b = len(pairs)
-            n_seen += b
-            for k, v in (("loss", loss), ("ce", ce), ("kl", kl)):
-                sums[k] += float(v.detach()) * b
+            b = len(pairs) if weight else 0
+            step = [float(v.detach()) * b for v in (loss, ce, kl)]
+            sums += torch.tensor([*step, b], dtype=torch.float64)
+        loss, ce, kl, n_seen = world.sum_(sums).tolist()  # means over the whole epoch's pairs
         metrics = {
             "epoch": epoch,
-            **{k: v / n_seen for k, v in sums.items()},
+            **{"loss": loss / n_seen, "ce": ce / n_seen, "kl": kl / n_seen},
             "lr": sched.get_last_lr()[0],
         }
 
         if do_val and (epoch % config.eval_every == 0 or epoch == config.epochs):
-            rec = evaluate_recall(model, val_states, val_items_t, trie, config.val_beam_size)
+            rec = evaluate_recall(
+                model, val_states, val_items_t, trie, config.val_beam_size, world=world
+            )
             metrics.update({f"val_{k}": v for k, v in rec.items()})
             if rec[config.select_on] > best:  # ties keep the earlier epoch
                 best, best_state, stale = (
@@ -393,7 +466,10 @@ def train_decoder(
         bar.set_postfix(
             {k: round(v, 4) for k, v in metrics.items() if k in ("loss", "kl", "val_mrr10")}
         )
-        log.info("epoch %d %s", epoch, {k: round(v, 4) for k, v in metrics.items() if k != "epoch"})
+        if world.rank == 0:
+            log.info(
+                "epoch %d %s", epoch, {k: round(v, 4) for k, v in metrics.items() if k != "epoch"}
+            )
         if on_epoch is not None:
             on_epoch(epoch, metrics)
         patience = config.patience

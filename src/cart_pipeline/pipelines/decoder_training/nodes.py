@@ -30,6 +30,8 @@ from cart_pipeline.pipelines.encoders import load_encoder
 from cart_pipeline.pipelines.modalities import for_modality
 from cart_pipeline.pipelines.tracking import epoch_logger, log_metrics
 
+from .distributed import train_data_parallel
+
 logger = logging.getLogger(__name__)
 
 
@@ -99,19 +101,22 @@ def train_cart_decoder(
         sum(p.numel() for p in model.parameters()) / 1e6,
     )
     started = time.perf_counter()
-    _, history = train_decoder(
-        model,
-        pairs.text[train].tolist(),
-        rows[train],
-        identifiers,
-        encoder,
-        train_config,
-        val_texts=pairs.text[val].tolist(),
-        val_items=rows[val],
-        trie=IdentifierTrie.from_tokens(identifiers),
-        on_epoch=epoch_logger(f"{modality}.decoder."),
-        soft_targets=soft,
-    )
+    train_args = (pairs.text[train].tolist(), rows[train], identifiers)
+    validation = {"val_texts": pairs.text[val].tolist(), "val_items": rows[val]}
+    nproc = int((params.get("distributed") or {}).get("nproc", 1))
+    on_epoch = epoch_logger(f"{modality}.decoder.")
+    if nproc > 1:
+        _, history = train_data_parallel(
+            nproc, model, *train_args, text_encoder_spec, train_config, **validation,
+            soft_targets=soft,
+        )  # fmt: skip
+        for epoch in history:  # MLflow lives in this process: log the replicas' epochs here
+            on_epoch(epoch["epoch"], epoch)
+    else:
+        _, history = train_decoder(
+            model, *train_args, encoder, train_config, **validation,
+            trie=IdentifierTrie.from_tokens(identifiers), on_epoch=on_epoch, soft_targets=soft,
+        )  # fmt: skip
     seconds = time.perf_counter() - started
     selected = max(history, key=lambda h: h.get(f"val_{train_config.select_on}", -1.0))
     logger.info(
