@@ -130,7 +130,9 @@ def _tensor_bytes(value) -> int:
 
 def cart_runner(index: CartIndex, texts: list[str], beam: int) -> Callable[[], tuple[float, float]]:
     def run() -> tuple[float, float]:
-        _, _, timing = index.search(texts, top_k=TOP_K, beam_size=beam, batch_size=len(texts))
+        # a beam of b finds at most b identifiers: beam 1 and 5 return that many, not TOP_K
+        k = min(TOP_K, beam)
+        _, _, timing = index.search(texts, top_k=k, beam_size=beam, batch_size=len(texts))
         return timing["encode_s"], timing["decode_s"]
 
     return run
