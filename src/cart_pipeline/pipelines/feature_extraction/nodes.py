@@ -34,11 +34,32 @@ def select_modality(
 def extract_candidate_features(
     candidates: pd.DataFrame, params: dict[str, Any], modality: str, dataset_root: str, device: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Embed every candidate's media; undecodable files and non-finite embeddings are rejects."""
+    """Embed every candidate's media; undecodable files and non-finite embeddings are rejects.
+    With ``sharding.shard_size`` set, in shards on a Dask cluster (``sharded.py``)."""
+    if (params.get("sharding") or {}).get("shard_size"):
+        from .sharded import extract_in_shards
+
+        return extract_in_shards(candidates, params, modality, dataset_root, device)
+    return encode_candidates(candidates, params, modality, dataset_root, device)
+
+
+def encode_candidates(
+    candidates: pd.DataFrame,
+    params: dict[str, Any],
+    modality: str,
+    dataset_root: str,
+    device: str,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(features, rejects) of ``candidates`` in this process: the whole corpus, or one shard."""
     encoder = load_encoder(params["encoders"][modality], stage_device(params, device))
     paths = [Path(dataset_root) / p for p in candidates.media_path]
     started = time.perf_counter()
-    kwargs = dict(batch_size=int(params["batch_size"]), num_threads=int(params["decode_threads"]))
+    kwargs = dict(
+        batch_size=int(params["batch_size"]),
+        num_threads=int(params["decode_threads"]),
+        progress=progress,
+    )
     has_head = hasattr(encoder, "embed_items_with_logits")
     if has_head:
         features, ok, rejects, logits = encode_images_with_logits(encoder, paths, **kwargs)
