@@ -95,6 +95,7 @@ def dask_client(sharding: dict) -> Iterator:
     ``n_workers`` single-threaded processes for the duration of the block."""
     from distributed import Client, LocalCluster
 
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # its INFO lines would flood a run
     if sharding.get("scheduler"):
         with Client(sharding["scheduler"]) as client:
             yield client
