@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -621,3 +622,25 @@ def test_sibling_targets_share_the_prefix_and_always_hold_the_target():
     assert probs[0][items[0] >= 0].tolist() == pytest.approx([1 / 3] * 3)
     capped, _ = sibling_targets(ids, torch.tensor([4]), prefix_length=2, top_k=2)
     assert 4 in capped[0].tolist() and len(capped[0]) == 2
+
+
+def test_mixed_precision_training_runs_and_an_unknown_precision_is_refused(text_encoder):
+    # bf16 autocast is meant for GPUs; torch runs it on the CPU too, which is what CI can test
+    ids, ranges, vocab = semantic_ids(8, seed=3)
+    config = DecoderConfig(
+        vocab_size=vocab, position_ranges=ranges, n_layers=1, d_model=32, n_heads=2
+    )
+    items = list(range(8))
+    for precision in ("bf16", "fp16"):
+        torch.manual_seed(0)
+        cfg = TrainConfig(
+            epochs=4, batch_size=4, lr=3e-3, seed=0, progress=False, autocast=precision
+        )
+        _, history = train_decoder(CartDecoder(config), TEXTS[:8], items, ids, text_encoder, cfg)
+        losses = [h["loss"] for h in history]
+        assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], (precision, losses)
+    with pytest.raises(ValueError, match="autocast must be bf16, fp16 or null"):
+        train_decoder(
+            CartDecoder(config), TEXTS[:8], items, ids, text_encoder,
+            TrainConfig(epochs=1, progress=False, autocast="int4"),
+        )  # fmt: skip

@@ -394,13 +394,13 @@ class CartDecoder(nn.Module):
             e_real = torch.baddbmm(  # P_s E_s + b_s for every s: (S, N, H) @ (S, H, d)
                 self.fine_in_b[:, None], real.transpose(0, 1), self.fine_in_w
             )
-            e = real.new_zeros(B, T, S, d)
+            e = e_real.new_zeros(B, T, S, d)
             e[text_mask] = e_real.transpose(0, 1)  # (B, T, S, d)
             shared = {"e": e}
         else:
             real = text_layers[:, -1][text_mask].to(dtype)  # E_S only: (N, H)
             z_real, shared = self.last_in(real), {}
-        z = real.new_zeros(B, T, d)
+        z = z_real.new_zeros(B, T, d)  # the projections' dtype (bf16/fp16 under autocast)
         z[text_mask] = z_real  # (B, T, d)
         if self.cfg.sentence_input:
             last = text_layers[:, -1].to(dtype) * text_mask[..., None]  # (B, T, H)

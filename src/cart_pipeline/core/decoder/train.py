@@ -75,6 +75,8 @@ class TrainConfig:
     text_lr_scale: float = 0.1
     # batches drawn from length-sorted pools of this many batches (less padding); 1 = random
     bucket_pool_batches: int = 16
+    # mixed precision for accelerators: "bf16" or "fp16" (with a gradient scaler); None = float32
+    autocast: str | None = None
 
 
 class PackedTextStates:
@@ -384,6 +386,11 @@ def train_decoder(
     V = model.cfg.vocab_size
     if model.cfg.trie_softmax:  # per item: valid tokens at each position given its prefix
         item_allowed = trie_allowed(trie.to(device), targets_all, V)  # (N, L, V)
+    amp = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if config.autocast not in amp:
+        raise ValueError(f"autocast must be bf16, fp16 or null, got {config.autocast!r}")
+    amp_dtype = amp[config.autocast]
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
     forward = TeacherForcing(model, states, device)
     if world.size > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -423,19 +430,28 @@ def train_decoder(
             ce_args = (targets, allowed, config.label_smoothing, soft, config.soft_target_weight)
             # The text memory has no dropout: built once for both R-Drop passes, which run as
             # 2 "beams" of the same target, each with its own dropout.
-            if omega > 0:
-                la, lb = forward(pair_text[pairs], targets, 2).unbind(1)
-                ce = 0.5 * (identifier_ce(la, *ce_args) + identifier_ce(lb, *ce_args))
-                kl = consistency_loss(la, lb, allowed)
-            else:
-                ce = identifier_ce(forward(pair_text[pairs], targets, 1)[:, 0], *ce_args)
-                kl = torch.zeros((), device=device)
-            loss = ce + omega * kl
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                if omega > 0:
+                    la, lb = forward(pair_text[pairs], targets, 2).float().unbind(1)
+                    ce = 0.5 * (identifier_ce(la, *ce_args) + identifier_ce(lb, *ce_args))
+                    kl = consistency_loss(la, lb, allowed)
+                else:
+                    logits = forward(pair_text[pairs], targets, 1)[:, 0].float()
+                    ce = identifier_ce(logits, *ce_args)
+                    kl = torch.zeros((), device=device)
+                loss = ce + omega * kl
             opt.zero_grad(set_to_none=True)
-            (loss * weight if weight != 1.0 else loss).backward()  # DDP averages the replicas
+            scaled = loss * weight if weight != 1.0 else loss  # DDP averages the replicas
+            (scaler.scale(scaled) if scaler else scaled).backward()
+            if scaler:
+                scaler.unscale_(opt)  # clip the true gradients
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            opt.step()
+            if scaler:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             sched.step()
             b = len(pairs) if weight else 0
             step = [float(v.detach()) * b for v in (loss, ce, kl)]

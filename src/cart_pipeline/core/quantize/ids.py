@@ -36,6 +36,8 @@ from cart_pipeline.core.quantize.kmeans import KMeansResult, l2_normalize
 from cart_pipeline.core.tables import int_lists_column, int_lists_to_matrix
 
 if TYPE_CHECKING:  # torch is only needed by the variants that train an RQ-VAE
+    import torch
+
     from cart_pipeline.core.quantize.rqvae import RQVAE, RQVAEConfig
 
 logger = logging.getLogger(__name__)
@@ -255,6 +257,7 @@ def fine_codes_for_variant(
     rq_config: RQVAEConfig,
     seed: int | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> VariantCodes:
     """Fine (and, for rqvae_only, coarse) codes of one variant; see the module docstring.
 
@@ -273,7 +276,7 @@ def fine_codes_for_variant(
         return VariantCodes(np.arange(n, dtype=np.int64), np.zeros((n, 0), np.int64), None, None)
     if variant == "rqvae_only":
         codes, model, history, diagnostics = _rqvae_codes(
-            l2_normalize(features), replace(rq_config, n_levels=m + 1), on_epoch
+            l2_normalize(features), replace(rq_config, n_levels=m + 1), on_epoch, device
         )  # (N, M+1)
         return VariantCodes(codes[:, 0], codes[:, 1:], k, k, model, history, diagnostics)
     if kmeans_result is None or len(kmeans_result.assignments) != n:
@@ -288,11 +291,11 @@ def fine_codes_for_variant(
         return VariantCodes(coarse, fine, n_clusters, k)
     # cart: quantise what the coarse centroid does not explain
     residual = l2_normalize(features) - kmeans_result.centroids[coarse]  # (N, D)
-    fine, model, history, diagnostics = _rqvae_codes(residual, rq_config, on_epoch)  # (N, M)
+    fine, model, history, diagnostics = _rqvae_codes(residual, rq_config, on_epoch, device)
     return VariantCodes(coarse, fine, n_clusters, k, model, history, diagnostics)
 
 
-def _rqvae_codes(x: np.ndarray, rq_config: RQVAEConfig, on_epoch=None):
+def _rqvae_codes(x: np.ndarray, rq_config: RQVAEConfig, on_epoch=None, device="cpu"):
     """RQ-VAE trained on x (N, D), or on a seeded sample of ``rq_config.train_max_items`` rows
     of it -> (codes of every row (N, M), model, history, diagnostics on the training rows)."""
     from cart_pipeline.core.quantize.rqvae import rqvae_diagnostics, train_rqvae
@@ -303,7 +306,7 @@ def _rqvae_codes(x: np.ndarray, rq_config: RQVAEConfig, on_epoch=None):
             len(x), rq_config.train_max_items, replace=False
         )
         train = x[np.sort(rows)]
-    model, history = train_rqvae(train, replace(rq_config, input_dim=x.shape[1]), on_epoch)
+    model, history = train_rqvae(train, replace(rq_config, input_dim=x.shape[1]), on_epoch, device)
     return model.encode_codes(x), model, history, rqvae_diagnostics(model, train)
 
 

@@ -291,8 +291,10 @@ def train_rqvae(
     x: np.ndarray,
     config: RQVAEConfig,
     on_epoch: Callable[[int, dict], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[RQVAE, list[dict]]:
-    """Train an RQ-VAE on x (N, D); returns the model (eval mode) and one metrics dict per epoch.
+    """Train an RQ-VAE on x (N, D) on ``device``; returns the model (eval mode, on the CPU,
+    where encoding and checkpoints happen) and one metrics dict per epoch.
 
     History keys: epoch, loss, recon_loss, commit_loss, and per level l = 1..M: usage_l{l}
     (share of the K codes used in the epoch), perplexity_l{l}, restarts_l{l}.
@@ -304,8 +306,8 @@ def train_rqvae(
     if config.input_dim != dim:
         raise ValueError(f"config.input_dim={config.input_dim} but data has {dim} columns")
     seed_everything(config.seed)
-    model = RQVAE(config)
-    xt = torch.from_numpy(x)
+    model = RQVAE(config).to(device)
+    xt = torch.from_numpy(x).to(device)  # (N, D): a no-op on the CPU
     model.set_input_stats(xt)
     gen = torch.Generator().manual_seed(config.seed)  # data order: independent of other RNG use
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -316,7 +318,7 @@ def train_rqvae(
     model.train()
     if config.kmeans_init:
         # The "first batch", enlarged to >= 16 points per code so k-means has something to fit.
-        first = torch.randperm(n, generator=gen)[: min(n, max(bs, 16 * k))]
+        first = torch.randperm(n, generator=gen)[: min(n, max(bs, 16 * k))].to(device)
         with torch.no_grad():
             model.quantizer.init_codebooks(model.encoder(model.standardise(xt[first])), config.seed)
     else:  # mark as initialised: keep the random codes
@@ -326,7 +328,7 @@ def train_rqvae(
     history: list[dict] = []
     log_every = max(1, config.epochs // 10)
     for epoch in range(1, config.epochs + 1):
-        perm = torch.randperm(n, generator=gen)
+        perm = torch.randperm(n, generator=gen).to(device)  # drawn on the CPU: same order anywhere
         sums = np.zeros(3)
         counts = np.zeros((m, k), dtype=np.int64)
         restarts = np.zeros(m, dtype=np.int64)
@@ -337,7 +339,7 @@ def train_rqvae(
             opt.step()
             sums += [out.loss.item(), out.recon_loss.item(), out.commit_loss.item()]
             for level in range(m):
-                counts[level] += np.bincount(out.codes[:, level].numpy(), minlength=k)
+                counts[level] += np.bincount(out.codes[:, level].cpu().numpy(), minlength=k)
             restarts += out.restarts
         loss, recon_loss, commit_loss = (sums / n_batches).tolist()
         row = {"epoch": epoch, "loss": loss, "recon_loss": recon_loss, "commit_loss": commit_loss}
@@ -358,8 +360,7 @@ def train_rqvae(
                 row["commit_loss"],
                 [round(row[f"usage_l{i + 1}"], 2) for i in range(m)],
             )
-    model.eval()
-    return model, history
+    return model.cpu().eval(), history
 
 
 def rqvae_diagnostics(model: RQVAE, x: np.ndarray) -> dict:

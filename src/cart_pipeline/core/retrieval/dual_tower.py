@@ -88,22 +88,22 @@ def train_dual_tower(
     val_text_features: np.ndarray | None = None,
     val_items: np.ndarray | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[DualTower, list[dict]]:
     """InfoNCE on (text, item index) pairs; keeps the epoch with the best validation MRR@10
     (ties ranked against the relevant item) and stops after ``patience`` epochs without one.
 
-    text_features (P, Dt), pair_items (P,) indices into item_features (N, Di).
+    text_features (P, Dt), pair_items (P,) indices into item_features (N, Di). Trains on
+    ``device``; the model comes back on the CPU (scoring and checkpoints happen there).
     """
     seed_everything(config.seed)
-    model = DualTower(config)
+    model = DualTower(config).to(device)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    texts = torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32))
-    targets = torch.from_numpy(
-        np.array(pair_items, dtype=np.int64)
-    )  # a copy: inputs may be read-only
-    items = torch.from_numpy(np.ascontiguousarray(item_features, dtype=np.float32))
+    texts = torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32)).to(device)
+    targets = torch.from_numpy(np.array(pair_items, dtype=np.int64)).to(device)  # a copy
+    items = torch.from_numpy(np.ascontiguousarray(item_features, dtype=np.float32)).to(device)
     full_softmax = len(items) <= config.full_softmax_max_items
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -111,7 +111,7 @@ def train_dual_tower(
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(len(texts), generator=generator)
+        order = torch.randperm(len(texts), generator=generator).to(device)
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             batch = order[start : start + config.batch_size]
@@ -138,9 +138,9 @@ def train_dual_tower(
             "seconds": time.perf_counter() - started,
         }
         if val_text_features is not None and len(val_text_features):
-            ranks = pessimistic_ranks(
-                score_items(model, val_text_features, item_features), np.asarray(val_items)
-            )
+            scores = score_items(model.cpu(), val_text_features, item_features)
+            model.to(device)  # (validation on the CPU: a no-op there)
+            ranks = pessimistic_ranks(scores, np.asarray(val_items))
             record.update(
                 val_r1=float((ranks <= 1).mean()),
                 val_r10=float((ranks <= 10).mean()),
@@ -160,6 +160,7 @@ def train_dual_tower(
             stale += 1
             if stale >= config.patience:
                 break
+    model.cpu()
     if best_state is not None:
         model.load_state_dict(best_state)
     return model.eval(), history

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.pairs import index_pairs, text_features_of
 from cart_pipeline.core.retrieval.dual_tower import (
     DualTowerConfig,
@@ -28,8 +29,11 @@ def fit_dual_tower(
     params: dict[str, Any],
     modality: str,
     seed: int,
+    device: str = "cpu",
 ) -> dict:
     """Projection heads on the frozen features, trained on exactly CART's pairs."""
+    train_on = stage_device(params, device)
+    params = {k: v for k, v in params.items() if k != "device"}
     pairs, items = index_pairs(training_pairs, candidate_features.item_id.to_numpy())
     text = text_features_of(pairs.query_id, query_features, pseudo_query_features)
     item_features = column_to_matrix(candidate_features.embedding)
@@ -46,6 +50,7 @@ def fit_dual_tower(
         text[val],
         items[val],
         on_epoch=epoch_logger(f"{modality}.dual_tower."),
+        device=train_on,
     )
     seconds = time.perf_counter() - started
     best = max(history, key=lambda h: h.get("val_mrr10", 0.0))

@@ -18,6 +18,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "params:dual_tower",
                     "params:modality",
                     "params:seed",
+                    "params:device",
                 ],
                 outputs="dual_tower",
                 name="fit_dual_tower",

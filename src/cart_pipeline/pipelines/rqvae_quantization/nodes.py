@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.quantize.ids import fine_codes_for_variant
 from cart_pipeline.core.quantize.kmeans import KMeansResult
 from cart_pipeline.core.quantize.rqvae import RQVAEConfig, rqvae_to_checkpoint
@@ -33,6 +34,7 @@ def quantise_fine(
     variant: str,
     modality: str,
     seed: int,
+    device: str = "cpu",
 ) -> tuple[dict, pd.DataFrame, dict]:
     params = for_modality(params, modality)
     assignments = coarse_assignments.set_index("item_id").loc[identifier_features.item_id]
@@ -63,8 +65,9 @@ def quantise_fine(
     )
     started = time.perf_counter()
     codes = fine_codes_for_variant(
-        variant, features, kmeans, config, seed=seed, on_epoch=epoch_logger(f"{modality}.rqvae.")
-    )
+        variant, features, kmeans, config, seed=seed, on_epoch=epoch_logger(f"{modality}.rqvae."),
+        device=stage_device(params, device),
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     diagnostics = {
         "variant": variant,

@@ -18,6 +18,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "params:id_variant",
                     "params:modality",
                     "params:seed",
+                    "params:device",
                 ],
                 outputs=["rqvae_model", "fine_codes", "quantiser_diagnostics"],
                 name="quantise_fine",
