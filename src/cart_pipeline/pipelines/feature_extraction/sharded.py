@@ -9,8 +9,8 @@ its features and rejects as parquet/CSV parts (kedro-datasets, written atomicall
 in corpus order: the same table as the one-process path.
 
 A part's file name carries a digest of everything its content depends on: the encoder spec,
-the batch size, ``class_top_k``, the shard's item ids, media paths, file sizes and
-modification times. A finished part is never recomputed, so a run killed mid-extraction
+the device, the batch size, ``class_top_k``, the shard's item ids, media paths, file sizes
+and modification times. A finished part is never recomputed, so a run killed mid-extraction
 resumes with the unfinished shards only; a changed file, encoder or shard boundary names a
 different part, so nothing from another configuration is ever reused.
 
@@ -43,7 +43,9 @@ _PARQUET = {"load_args": {"to_pandas_kwargs": {"ignore_metadata": True}}}
 _CSV = {"save_args": {"index": False}}
 
 
-def shard_digest(shard: pd.DataFrame, params: dict, modality: str, dataset_root: str) -> str:
+def shard_digest(
+    shard: pd.DataFrame, params: dict, modality: str, dataset_root: str, device: str
+) -> str:
     """What a shard's features depend on, hashed (see the module docstring)."""
     files = []
     for media_path in shard.media_path:
@@ -52,6 +54,7 @@ def shard_digest(shard: pd.DataFrame, params: dict, modality: str, dataset_root:
         files.append([media_path, stat and stat.st_size, stat and stat.st_mtime_ns])
     content = {
         "encoder": params["encoders"][modality],
+        "device": str(device),  # another device's float results are not these
         "batch_size": params["batch_size"],
         "class_top_k": params.get("class_top_k"),
         "items": shard.item_id.tolist(),
@@ -123,10 +126,10 @@ def extract_in_shards(
     folder.mkdir(parents=True, exist_ok=True)
     shards = [candidates.iloc[start : start + size] for start in range(0, len(candidates), size)]
     parts = [
-        _part_paths(folder, i, shard_digest(shard, params, modality, dataset_root))
+        _part_paths(folder, i, shard_digest(shard, params, modality, dataset_root, device))
         for i, shard in enumerate(shards)
     ]
-    todo = [i for i, (features, rejects) in enumerate(parts) if not features.exists()]
+    todo = [i for i, (features, _) in enumerate(parts) if not features.exists()]
     logger.info(
         "%s: %d items in %d shards of %d, %d already done, %d to encode on Dask",
         modality, len(candidates), len(shards), size, len(shards) - len(todo), len(todo),
@@ -147,7 +150,7 @@ def extract_in_shards(
                     str(parts[i][0]),
                     str(parts[i][1]),
                     key=f"{modality}-{parts[i][0].name}",
-                )  # fmt: skip
+                )
                 for i in todo
             ]
             for future in as_completed(futures):
