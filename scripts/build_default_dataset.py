@@ -9,6 +9,10 @@ sound effect.  This script turns it into a small, deterministic dataset:
   white background and resized so that its long side is at most 224 px;
 * ``audio/<category>/<name>.ogg``  -- every stamp sound effect, mono, at most
   22050 Hz and at most 10 s (OGG Vorbis);
+* ``video/...mp4`` -- 200 short *synthetic* clips (3 s, 224 px, H.264) made from
+  the images above: 100 with one stamp under a slow zoom or pan, described by
+  the stamp's own text, and 100 with two stamps in sequence, described
+  "<first>, then <second>" (real pictures, generated motion);
 * ``manifest.csv`` -- one row per item:
   ``item_id,modality,media_path,text,category,group``;
 * ``NOTICE`` and ``COPYRIGHT`` -- provenance and licence (GPL-2).
@@ -36,6 +40,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
 import resvg_py
 import soundfile as sf
@@ -55,6 +60,17 @@ TARGET_RATE = 22050  # Hz; audio above this rate is resampled down to it
 MAX_SECONDS = 10.0  # longer sound effects are truncated (with a short fade-out)
 FADE_SECONDS = 0.05
 OGG_SERIAL = 0x54555850  # fixed Ogg stream serial ("TUXP") for reproducible files
+
+VIDEO_SIDE = 224  # square frames, pixels (the image encoder's input size)
+VIDEO_FPS = 8
+VIDEO_FRAMES = 24  # 3 s
+VIDEO_SINGLES = 100  # clips of one stamp under a zoom or pan
+VIDEO_SEQUENCES = 100  # clips of two stamps in sequence
+VIDEO_SEED = 2025  # which stamps go into clips, and which motion each gets
+# single-threaded x264 so that the same frames give the same bytes on every machine
+X264_OPTIONS = {"crf": "26", "preset": "veryslow", "threads": "1"}
+# descriptions a clip's text can be composed from: "A brown hen, then a red car."
+COMPOSABLE_TEXT = re.compile(r"^(A|An|The|Some) [^.]{1,40}\.$")
 
 # Translation lines in a stamp's .txt file look like "de.utf8=..." or "pt_BR=...".
 LOCALE_LINE = re.compile(r"^[A-Za-z]{2,3}(_[A-Za-z]{2,4})?(@\w+)?(\.[\w-]+)?\s*=")
@@ -346,6 +362,107 @@ def build_audio(ogg: Path, dest: Path, target_rate: int, max_seconds: float) -> 
 
 
 # --------------------------------------------------------------------------
+# Video: generated motion over the real pictures
+# --------------------------------------------------------------------------
+
+
+def place(picture: Image.Image, scale: float, shift: float = 0.0) -> Image.Image:
+    """``picture`` on a white square frame, its long side ``scale`` of the frame's, moved
+    right by ``shift`` of the frame's width."""
+    frame = Image.new("RGB", (VIDEO_SIDE, VIDEO_SIDE), "white")
+    factor = scale * VIDEO_SIDE / max(picture.size)
+    width, height = (max(1, round(side * factor)) for side in picture.size)
+    resized = picture.resize((width, height), Image.LANCZOS)
+    frame.paste(
+        resized,
+        (round((VIDEO_SIDE - width) / 2 + shift * VIDEO_SIDE), round((VIDEO_SIDE - height) / 2)),
+    )
+    return frame
+
+
+def motion_frames(picture: Image.Image, motion: str, n: int) -> list[Image.Image]:
+    """``n`` frames of one picture under ``motion``: zoom_in, zoom_out, pan_right or pan_left."""
+    frames = []
+    for t in np.linspace(0.0, 1.0, n):
+        if motion == "zoom_in":
+            frames.append(place(picture, 0.5 + 0.45 * t))
+        elif motion == "zoom_out":
+            frames.append(place(picture, 0.95 - 0.45 * t))
+        else:
+            direction = 1.0 if motion == "pan_right" else -1.0
+            frames.append(place(picture, 0.75, direction * (0.3 * t - 0.15)))
+    return frames
+
+
+def sequence_frames(first: Image.Image, second: Image.Image, fade: int = 4) -> list[Image.Image]:
+    """``first`` zooming in, a ``fade``-frame cross-fade, then ``second`` zooming out."""
+    each = (VIDEO_FRAMES - fade) // 2
+    head = motion_frames(first, "zoom_in", each + fade)
+    tail = motion_frames(second, "zoom_out", VIDEO_FRAMES - each)
+    faded = [Image.blend(head[each + i], tail[i], (i + 1) / (fade + 1)) for i in range(fade)]
+    return head[:each] + faded + tail[fade:]
+
+
+def write_video(frames: list[Image.Image], dest: Path) -> None:
+    """Encode ``frames`` as an H.264 MP4 at ``VIDEO_FPS`` (the same bytes on every run)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(dest), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=VIDEO_FPS)
+        stream.width = stream.height = VIDEO_SIDE
+        stream.pix_fmt = "yuv420p"
+        stream.options = dict(X264_OPTIONS)
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_image(frame)))
+        container.mux(stream.encode())  # flush the encoder's delayed frames
+
+
+def then_text(first: str, second: str) -> str:
+    """'A brown hen.' and 'The letter P.' -> 'A brown hen, then the letter P.'"""
+    article, rest = second.split(" ", 1)
+    return f"{first[:-1]}, then {article.lower()} {rest}"
+
+
+def build_videos(out: Path, image_rows: list[ManifestRow]) -> list[ManifestRow]:
+    """Write the synthetic clips from the images already in ``out``; return their rows.
+
+    A clip's group is its (first) stamp's, so a clip of a test stamp is a test clip, and
+    no stamp is in two clips.
+    """
+    shutil.rmtree(out / "video", ignore_errors=True)
+    composable = sorted(
+        (row for row in image_rows if COMPOSABLE_TEXT.match(row.text)), key=lambda r: r.item_id
+    )
+    needed = VIDEO_SINGLES + 2 * VIDEO_SEQUENCES
+    if len(composable) < needed:
+        raise ValueError(f"{len(composable)} stamps have a composable description, {needed} needed")
+    rng = np.random.default_rng(VIDEO_SEED)
+    chosen = [composable[i] for i in rng.permutation(len(composable))[:needed]]
+    motions = rng.choice(["zoom_in", "zoom_out", "pan_right", "pan_left"], VIDEO_SINGLES)
+
+    def picture(row: ManifestRow) -> Image.Image:
+        with Image.open(out / row.media_path) as image:
+            return image.convert("RGB")
+
+    rows = []
+    for row, motion in zip(chosen[:VIDEO_SINGLES], motions, strict=True):
+        media = f"video/{row.group}.mp4"
+        write_video(motion_frames(picture(row), str(motion), VIDEO_FRAMES), out / media)
+        rows.append(
+            ManifestRow(f"video:{row.group}", "video", media, row.text, row.category, row.group)
+        )
+    firsts, seconds = chosen[VIDEO_SINGLES::2], chosen[VIDEO_SINGLES + 1 :: 2]
+    for first, second in zip(firsts, seconds, strict=True):
+        name = f"{first.group.replace('/', '.')}+{second.group.replace('/', '.')}"
+        media = f"video/sequences/{name}.mp4"
+        write_video(sequence_frames(picture(first), picture(second)), out / media)
+        text = then_text(first.text, second.text)
+        rows.append(
+            ManifestRow(f"video:sequences/{name}", "video", media, text, "sequences", first.group)
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------
 # Outputs
 # --------------------------------------------------------------------------
 
@@ -388,6 +505,7 @@ Licence: GPL-2 (GNU General Public License, version 2).
 Contents:
   images/   {counts["image"]} JPEG images, one per described stamp
   audio/    {counts["audio"]} OGG Vorbis sound effects
+  video/    {counts["video"]} SYNTHETIC H.264 clips: generated motion over the images above
   manifest.csv  item_id,modality,media_path,text,category,group
 
 Transformation:
@@ -404,6 +522,16 @@ Transformation:
     <= {max_seconds:g} s are copied unchanged; others are down-mixed to mono,
     resampled to at most {target_rate} Hz (windowed-sinc), truncated to {max_seconds:g} s with a
     {int(FADE_SECONDS * 1000)} ms fade-out, and re-encoded as OGG Vorbis.
+  * video: NOT real footage. Each clip is made by this script from the
+    images above: {VIDEO_FRAMES / VIDEO_FPS:g} s, {VIDEO_FPS} frames/s, {VIDEO_SIDE}x{VIDEO_SIDE} px on white, H.264 (x264 crf
+    {X264_OPTIONS["crf"]}). {VIDEO_SINGLES} clips show one stamp under a slow zoom or pan and take
+    that stamp's description as their text; {VIDEO_SEQUENCES} (video/sequences/) show one
+    stamp zooming in, a cross-fade, then another zooming out, with the text
+    "<first description>, then <second description>" (stamps whose
+    description is one short sentence starting with A/An/The/Some; each stamp
+    in at most one clip; choice and motion drawn with seed {VIDEO_SEED}). The
+    motion is not described in the text. A clip's group is its (first)
+    stamp's, so it shares that stamp's train/validation/test split.
 
 Rebuild:
   python scripts/build_default_dataset.py
@@ -435,7 +563,7 @@ def build(out: Path, deb: Path | None, max_side: int, target_rate: int, max_seco
         stamps = discover_stamps(root / STAMPS_SUBDIR)
         LOG.info("Found %d stamp descriptions", len(stamps))
 
-        for sub in ("images", "audio"):  # start from a clean slate
+        for sub in ("images", "audio", "video"):  # start from a clean slate
             shutil.rmtree(out / sub, ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
 
@@ -468,11 +596,14 @@ def build(out: Path, deb: Path | None, max_side: int, target_rate: int, max_seco
             if index % 100 == 0 or index == len(stamps):
                 LOG.info("Processed %d/%d stamps (%d items)", index, len(stamps), len(rows))
 
+        video_rows = build_videos(out, [row for row in rows if row.modality == "image"])
+        LOG.info("Wrote %d synthetic video clips", len(video_rows))
+        rows += video_rows
         write_manifest(rows, out / "manifest.csv")
         copyright_src = root / COPYRIGHT_FILE
         if copyright_src.is_file():
             shutil.copyfile(copyright_src, out / "COPYRIGHT")
-        counts = {m: sum(r.modality == m for r in rows) for m in ("image", "audio")}
+        counts = {m: sum(r.modality == m for r in rows) for m in ("image", "audio", "video")}
         write_notice(
             out / "NOTICE",
             version,
