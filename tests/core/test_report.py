@@ -199,10 +199,34 @@ def test_missing_or_corrupt_media_gives_placeholders(metrics, examples, items, t
 
     page = _render(metrics, [*examples, unknown, video], with_video, root, plots={"empty": b""})
 
-    assert "data:image/jpeg" not in page and "<audio" not in page
+    assert "data:image/jpeg" not in page and "<audio" not in page and "<video" not in page
     assert "image unavailable" in page and "audio unavailable" in page
-    assert "unknown item" in page and 'class="ph video"' in page
+    assert "unknown item" in page and "video unavailable" in page
     assert "plot unavailable" in page and "no results" in page
+
+
+def test_a_video_result_embeds_its_clip(metrics, default_manifest, default_dataset):
+    clips = default_manifest[default_manifest.modality == "video"].iloc[:2]
+    if len(clips) < 2:
+        pytest.skip("the shipped manifest has no video")
+    first, second = clips.item_id
+    example = {
+        "query_id": "q-video",
+        "text": clips.text.iloc[0],
+        "modality": "video",
+        "relevant_item_id": first,
+        "results": {
+            "cart": [{"item_id": second, "score": -0.2}, {"item_id": first, "score": -0.4}]
+        },
+    }
+    items = clips[["item_id", "modality", "media_path", "text"]]
+
+    page = _render(metrics, [example], items, default_dataset)
+
+    clip = (default_dataset / clips.media_path.iloc[0]).read_bytes()
+    assert f'src="data:video/mp4;base64,{base64.b64encode(clip).decode()}"' in page
+    # the relevant clip beside the query, then both results
+    assert page.count("<video") == 3 and "relevant at rank 2" in page
 
 
 def test_empty_inputs_still_render(tmp_path):

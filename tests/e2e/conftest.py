@@ -46,14 +46,13 @@ def run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedP
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def make_slice(root: Path, n_images: int = 36, n_audio: int = 18) -> Path:
+def make_slice(root: Path, n_images: int = 36, n_audio: int = 18, n_videos: int = 16) -> Path:
     manifest = pd.read_csv(DEFAULT_DATASET / "manifest.csv", dtype=str, keep_default_na=False)
-    images = manifest[manifest.modality == "image"]
-    audio = manifest[manifest.modality == "audio"]
+    counts = {"image": n_images, "audio": n_audio, "video": n_videos}
     rows = pd.concat(
         [
-            images.iloc[:: max(1, len(images) // n_images)][:n_images],
-            audio.iloc[:: max(1, len(audio) // n_audio)][:n_audio],
+            rows.iloc[:: max(1, len(rows) // counts[modality])][: counts[modality]]
+            for modality, rows in manifest.groupby("modality", sort=False)
         ]
     )
     for path in rows.media_path:
@@ -64,7 +63,11 @@ def make_slice(root: Path, n_images: int = 36, n_audio: int = 18) -> Path:
 
 
 def copy_project(
-    root: Path, dataset: Path | None = None, n_images: int = 36, n_audio: int = 18
+    root: Path,
+    dataset: Path | None = None,
+    n_images: int = 36,
+    n_audio: int = 18,
+    n_videos: int = 16,
 ) -> Path:
     """The project's conf/base and src in `root`, with conf/local pointing at `dataset` (a slice
     of the default dataset made there when not given)."""
@@ -78,7 +81,9 @@ def copy_project(
         root / "src",
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
     )
-    dataset = dataset or make_slice(root / "dataset", n_images=n_images, n_audio=n_audio)
+    dataset = dataset or make_slice(
+        root / "dataset", n_images=n_images, n_audio=n_audio, n_videos=n_videos
+    )
     (root / "conf" / "local").mkdir(parents=True)
     (root / "conf" / "local" / "globals.yml").write_text(f"dataset_root: {dataset}\n")
     return root

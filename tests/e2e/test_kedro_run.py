@@ -17,7 +17,10 @@ def test_kedro_run_writes_metrics_report_and_tracks_mlflow(trained_project):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
 
     metrics = json.loads(_latest(project / "data/08_reporting/metrics.json").read_text())
-    assert set(metrics["by_modality"]) == {"image", "audio"}
+    assert set(metrics["by_modality"]) == {"image", "audio", "video"}
+    for modality, systems in metrics["by_modality"].items():
+        assert {"cart", "dual_tower", "pair_lookup"} <= set(systems), modality
+        assert systems["cart"]["n_queries"] > 0 and len(systems["cart"]["R@10_ci95"]) == 2
     for system in ("cart", "dual_tower"):
         overall = metrics["overall"][system]
         assert overall["n_queries"] > 0
@@ -25,7 +28,8 @@ def test_kedro_run_writes_metrics_report_and_tracks_mlflow(trained_project):
         assert metrics["by_modality"]["image"][system]["qps_search"] > 0
 
     report = (project / "data/08_reporting/report.html").read_text()
-    assert "<table" in report and "data:image/png;base64" in report and "<audio" in report
+    assert "<table" in report and "data:image/png;base64" in report
+    assert "<audio" in report and "data:video/mp4;base64" in report
 
     rejected = (project / "data/02_intermediate/rejected_items.csv").read_text()
     assert rejected.startswith("row,item_id,reason")

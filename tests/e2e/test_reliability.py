@@ -36,7 +36,7 @@ JOURNAL = Path("data/09_tracking/runs")
 
 def copy_project(root: Path, dataset: Path | None = None) -> Path:
     """A project copy of its own (not the shared trained one): these runs fail on purpose."""
-    return make_project(root, dataset, n_images=24, n_audio=18)
+    return make_project(root, dataset, n_images=24, n_audio=18, n_videos=12)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result_and_serve_what_was_measu
     assert quality(metrics) == quality(uninterrupted), (
         "the resumed run must equal an uninterrupted one"
     )
-    for modality in ("image", "audio"):
+    for modality in ("image", "audio", "video"):
         decoders = versions(project / f"data/06_models/{modality}/cart_decoder.pt")
         measured = metrics["models"][modality]["cart_decoder"]
         assert measured == decoders[-1], f"{modality}: metrics.json measured an older decoder"
@@ -172,7 +172,7 @@ def test_killed_runs_resume_to_the_uninterrupted_result_and_serve_what_was_measu
         pair.split()
         for pair in search.stderr.split("decoder versions: ")[1].splitlines()[0].split(", ")
     )
-    assert served == {m: metrics["models"][m]["cart_decoder"] for m in ("image", "audio")}
+    assert served == {m: metrics["models"][m]["cart_decoder"] for m in ("image", "audio", "video")}
     assert not [r for r in mlflow_runs(project) if r.info.status == "RUNNING"]
 
     again = run([KEDRO, "resume"], cwd=project)

@@ -27,6 +27,7 @@ THUMBNAIL_JPEG_QUALITY = 80
 TOP_K_SHOWN = 5
 # a clip above this stays out of the page (a placeholder says why) so the page stays mailable
 MAX_AUDIO_BYTES = 2_000_000
+MAX_VIDEO_BYTES = 2_000_000
 
 _AUDIO_MIME = {
     ".ogg": "audio/ogg",
@@ -161,14 +162,14 @@ class _MediaCache:
             return _placeholder("unknown item")
         modality = str(row.get("modality") or fallback_modality)
         path = self._path(row)
-        if modality == "video":
-            return _placeholder("video", css="video")
         if path is None:
             return _placeholder(f"no {modality or 'media'} file")
         if modality == "image":
             return _image_html(path, alt=self.description(item_id) or item_id)
         if modality == "audio":
             return _audio_html(path)
+        if modality == "video":
+            return _video_html(path)
         return _placeholder(_esc(modality) or "media")
 
 
@@ -206,23 +207,40 @@ def _audio_mime(path: Path, head: bytes) -> str:
     return guessed if guessed and guessed.startswith("audio/") else "application/octet-stream"
 
 
-def _audio_html(path: Path) -> str:
+def _embeddable(path: Path, kind: str, max_bytes: int) -> bytes | str:
+    """The file's bytes, or a placeholder saying why it stays out of the page."""
     try:
-        if not path.is_file():
-            return _placeholder("audio unavailable")
-        size = path.stat().st_size
-        if size == 0:
-            return _placeholder("audio unavailable")
-        if size > MAX_AUDIO_BYTES:
-            return _placeholder(f"audio too large to embed ({size / 1e6:.1f} MB)")
-        payload = path.read_bytes()
+        if not path.is_file() or (size := path.stat().st_size) == 0:
+            return _placeholder(f"{kind} unavailable")
+        if size > max_bytes:
+            return _placeholder(f"{kind} too large to embed ({size / 1e6:.1f} MB)")
+        return path.read_bytes()
     except OSError:
-        return _placeholder("audio unavailable")
+        return _placeholder(f"{kind} unavailable")
+
+
+def _audio_html(path: Path) -> str:
+    payload = _embeddable(path, "audio", MAX_AUDIO_BYTES)
+    if isinstance(payload, str):
+        return payload
     mime = _audio_mime(path, payload[:16])
     data = base64.b64encode(payload).decode("ascii")
     return (
         f'<audio controls preload="none" src="data:{mime};base64,{data}">'
         "your browser cannot play embedded audio</audio>"
+    )
+
+
+def _video_html(path: Path) -> str:
+    payload = _embeddable(path, "video", MAX_VIDEO_BYTES)
+    if isinstance(payload, str):
+        return payload
+    guessed, _ = mimetypes.guess_type(path.name)
+    mime = guessed if guessed and guessed.startswith("video/") else "video/mp4"
+    data = base64.b64encode(payload).decode("ascii")
+    return (
+        f'<video class="thumb" controls muted loop preload="metadata" '
+        f'src="data:{mime};base64,{data}">your browser cannot play embedded video</video>'
     )
 
 
@@ -523,11 +541,11 @@ li.result.relevant{border-color:#1f9d45;background:#eefaf1}
 .media img.thumb{display:block;max-width:96px;max-height:96px;border:1px solid #e4e9ee;
   background:#fff}
 .media audio{width:240px;height:36px}
+.media video.thumb{display:block;width:96px;height:96px;border:1px solid #e4e9ee}
 .target .media audio{width:220px}
 .ph{width:96px;height:64px;display:flex;align-items:center;justify-content:center;
   text-align:center;font-size:11px;color:#6b7683;background:repeating-linear-gradient(
   45deg,#f2f4f6,#f2f4f6 6px,#e8ecf0 6px,#e8ecf0 12px);border:1px dashed #b7c1cb;padding:4px}
-.ph.video{color:#334;font-weight:600}
 .info{min-width:0}
 .desc{font-weight:500}
 .iid{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11px;color:#6b7683;

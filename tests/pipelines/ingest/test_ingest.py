@@ -241,7 +241,9 @@ def test_extra_text_columns_become_extra_human_queries(small_dataset):
     assert len(queries) == 2 * len(rows)
 
 
-def ingest_catalog(manifest: pd.DataFrame, root: Path, rejects: Path) -> DataCatalog:
+def ingest_catalog(
+    manifest: pd.DataFrame, root: Path, rejects: Path, modalities: tuple = ("image", "audio")
+) -> DataCatalog:
     from kedro_datasets.pandas import CSVDataset
 
     return DataCatalog(
@@ -261,6 +263,7 @@ def ingest_catalog(manifest: pd.DataFrame, root: Path, rejects: Path) -> DataCat
                 }
             ),
             "params:dataset_root": MemoryDataset(str(root)),
+            "params:modalities": MemoryDataset(list(modalities)),
         }
     )
 
@@ -293,3 +296,11 @@ def test_a_header_only_manifest_says_so(small_dataset, tmp_path):
         SequentialRunner().run(
             create_pipeline(), ingest_catalog(rows.head(0), root, tmp_path / "rejects.csv")
         )
+
+
+def test_a_listed_modality_without_rows_stops_the_run_saying_how_to_fix_it(small_dataset, tmp_path):
+    root, rows = small_dataset  # images and sounds, no video
+    catalog = ingest_catalog(rows, root, tmp_path / "rejects.csv", ("image", "audio", "video"))
+
+    with pytest.raises(ManifestError, match=r"lists video.*modalities=\[image,audio\]"):
+        SequentialRunner().run(create_pipeline(), catalog)

@@ -8,7 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from cart_pipeline.core.manifest import build_tables, check_rejected_share, validate_manifest
+from cart_pipeline.core.manifest import (
+    ManifestError,
+    build_tables,
+    check_rejected_share,
+    validate_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +32,10 @@ def validate(
 
 
 def build_candidates_and_queries(
-    valid_manifest: pd.DataFrame, rejected_items: pd.DataFrame, params: dict[str, Any]
+    valid_manifest: pd.DataFrame,
+    rejected_items: pd.DataFrame,
+    params: dict[str, Any],
+    modalities: list[str],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     # checked here, not in `validate`: the rejects of this run are saved before the run stops
     check_rejected_share(
@@ -35,6 +43,14 @@ def build_candidates_and_queries(
         rejected_items,
         float(params["max_rejected_share"]),
     )
+    # an index per listed modality: one without items would fail stages later, less clearly
+    present = set(valid_manifest.modality)
+    if missing := [m for m in modalities if m not in present]:
+        indexable = [m for m in modalities if m in present] or sorted(present)
+        raise ManifestError(
+            f"`modalities` lists {', '.join(missing)}, but the manifest has no valid rows of "
+            f'it: run with --params "modalities=[{",".join(indexable)}]" or set it in conf/local'
+        )
     candidates, queries = build_tables(
         valid_manifest,
         seed=int(params["split_seed"]),

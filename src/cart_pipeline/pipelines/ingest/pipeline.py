@@ -14,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 build_candidates_and_queries,
-                inputs=["valid_manifest", "rejected_items", "params:ingest"],
+                inputs=["valid_manifest", "rejected_items", "params:ingest", "params:modalities"],
                 outputs=["candidates", "queries"],
                 name="build_candidates_and_queries",
             ),
