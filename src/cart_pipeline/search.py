@@ -385,6 +385,7 @@ class Retriever:
             )
         results: list[list[SearchResult]] = [[] for _ in queries]
         self.last_timing = {}
+        encodings: dict[int, tuple[list, float]] = {}  # per text encoder: states, seconds
         for name, index in indexes.items():
             if modality and name != modality:
                 continue
@@ -393,9 +394,20 @@ class Retriever:
             if system == "cart":
                 # a beam of at least 10 even for k=1: greedy decoding misses identifiers whose
                 # first token is not the locally best one
+                # indexes that share a text encoder (they all do when loaded together) share
+                # one encoding of the queries
+                if id(index.text_encoder) not in encodings:
+                    started = time.perf_counter()
+                    states = index.encode(list(queries))
+                    encodings[id(index.text_encoder)] = states, time.perf_counter() - started
+                states, encode_s = encodings[id(index.text_encoder)]
                 top, scores, timing = index.search(
-                    list(queries), top_k=k_here, beam_size=beam_size or max(k_here, 10)
+                    list(queries),
+                    top_k=k_here,
+                    beam_size=beam_size or max(k_here, 10),
+                    encoded=states,
                 )
+                timing["encode_s"] = encode_s
             else:  # the query tower reads the text encoder's sentence vectors, as in training
                 encoder = next(iter(self.indexes.values())).text_encoder
                 started = time.perf_counter()

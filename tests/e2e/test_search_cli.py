@@ -157,6 +157,24 @@ def test_python_api_returns_plain_records(project):
     assert len(results) == 5 and results[0].rank == 1 and results[0].modality == "image"
 
 
+def test_indexes_loaded_together_encode_a_query_once_and_rank_as_alone(project):
+    from cart_pipeline.search import Retriever
+
+    retriever = Retriever.load(project)  # every modality: one shared text encoder
+    encoder = next(iter(retriever.indexes.values())).text_encoder
+    calls = []
+    encode_layers = encoder.encode_layers
+    encoder.encode_layers = lambda texts: calls.append(texts) or encode_layers(texts)
+    [results] = retriever.search(["a brown hen"], k=3)
+
+    assert calls == [["a brown hen"]]
+    assert {r.modality for r in results} == {"image", "audio", "video"}
+    alone = Retriever.load(project, modalities=["video"]).search(["a brown hen"], k=3)[0]
+    assert [(r.item_id, r.score) for r in results if r.modality == "video"] == [
+        (r.item_id, r.score) for r in alone
+    ]
+
+
 def test_run_id_selects_that_runs_artifacts(project):
     import sqlite3
 

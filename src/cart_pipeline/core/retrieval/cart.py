@@ -72,6 +72,15 @@ class CartIndex:
         return dataclasses.replace(self, decoder=decoder)
 
     @torch.inference_mode()
+    def encode(self, texts: list[str], batch_size: int = 100) -> list[tuple]:
+        """The queries' text states, batch by batch, as ``search`` reads them: indexes that
+        share a text encoder can take one encoding (``search(..., encoded=)``)."""
+        return [
+            self.text_encoder.encode_layers(list(texts[start : start + batch_size]))
+            for start in range(0, len(texts), batch_size)
+        ]
+
+    @torch.inference_mode()
     def search(
         self,
         texts: list[str],
@@ -79,6 +88,7 @@ class CartIndex:
         beam_size: int | None = None,
         batch_size: int = 100,
         renormalise: bool | None = None,
+        encoded: list[tuple] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, dict]:
         """(Q, top_k) item indices (-1 = none) and log-probs, best first; plus timings.
 
@@ -86,6 +96,7 @@ class CartIndex:
 
         timings: seconds spent encoding the queries and decoding (beam search) in total.
         ``renormalise``: softmax over the trie's valid tokens (default: as the decoder trained).
+        ``encoded``: ``encode(texts, batch_size)``'s result, when the caller has it already.
         """
         if top_k < 1 or (beam_size is not None and beam_size < 1):
             raise ValueError(
@@ -94,9 +105,11 @@ class CartIndex:
         # a beam wider than the corpus only carries dead slots: cap it at the number of identifiers
         beam_size = min(max(beam_size or top_k, top_k), len(self.item_ids))
         found, scores, encode_s, decode_s = [], [], 0.0, 0.0
-        for start in range(0, len(texts), batch_size):
+        for batch, start in enumerate(range(0, len(texts), batch_size)):
             t0 = time.perf_counter()
-            layers, mask = self.text_encoder.encode_layers(list(texts[start : start + batch_size]))
+            layers, mask = (
+                encoded[batch] if encoded else self.encode(texts[start : start + batch_size])[0]
+            )
             t1 = time.perf_counter()
             items, logp = constrained_beam_search(
                 self.decoder, layers, mask, self.trie, beam_size, top_k, renormalise=renormalise
