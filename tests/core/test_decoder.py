@@ -138,25 +138,6 @@ def test_fine_branch_equals_weighted_sum_of_per_layer_attentions():
     torch.testing.assert_close(got, want.transpose(1, 2).flatten(2), atol=1e-5, rtol=1e-5)
 
 
-def test_inference_projects_the_fine_memory_once_and_scores_as_training_does():
-    """Eval mode projects the fine branch's K/V per query (fine_heads); train mode folds them
-    into the queries (fine_attention). Without dropout both give the same logits."""
-    ids, ranges, vocab = semantic_ids(10)
-    model = tiny_model(ranges, vocab)  # dropout 0
-    with torch.no_grad():
-        for layer in model.layers:  # biases matter: b_k must cancel, b_v must come through
-            layer.cross.alpha.normal_()
-            layer.cross.fine.kv.bias.normal_()
-        layers, mask = text_states(3)
-        targets = torch.stack([ids[:3], ids[3:6]], 1)  # (B, 2, L)
-        folded = model.train().logits_for(model.encode_memory(layers, mask), targets)
-        mem = model.eval().encode_memory(layers, mask)
-        projected = model.logits_for(mem, targets)
-    assert all({"kf", "vf"} <= set(m) for m in mem.layers)
-    assert mem.layers[0]["kf"].shape == (3, 2, mask.shape[1] * S, 16)  # (B, nh, T·S, hd)
-    torch.testing.assert_close(projected, folded, atol=1e-5, rtol=1e-5)
-
-
 @pytest.mark.parametrize("fusion,sentence", [(True, False), (False, False), (True, True)])
 def test_padding_and_beam_folding_do_not_change_logits(fusion, sentence):
     """Extra padding columns, and several targets folded as beams (the R-Drop passes), give the

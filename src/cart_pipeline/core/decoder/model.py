@@ -189,16 +189,11 @@ class TwoBranchFusion(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(text_layers))
         self.resid_drop = nn.Dropout(dropout)
 
-    def memory(self, z: torch.Tensor, e: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """z (B, T, d) -> this layer's coarse K/V, each (B, nh, T, hd). In training the fine
-        branch reads the shared e directly (fine_attention); for inference pass e (B, T, S, d)
-        to also get its K/V, "kf"/"vf" (B, nh, T·S, hd), projected once per query (fine_heads).
-        """
+    def memory(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        # z (B, T, d) -> this layer's coarse K/V, each (B, nh, T, hd); the fine branch reads the
+        # shared e directly (fine_attention), so it has no per-layer memory
         kc, vc = self.coarse.memory_kv(z)
-        if e is None:
-            return {"kc": kc, "vc": vc}
-        kf, vf = self.fine.memory_kv(e.flatten(1, 2))  # (T, S) flattened T-major
-        return {"kc": kc, "vc": vc, "kf": kf, "vf": vf}
+        return {"kc": kc, "vc": vc}
 
     def fine_attention(
         self, x: torch.Tensor, e: torch.Tensor, key_mask: torch.Tensor
@@ -217,8 +212,7 @@ class TwoBranchFusion(nn.Module):
           Σ a·(W_v,h e + b_v,h) = W_v,h (Σ a·e) + (Σ a)·b_v,h  (Σ a = 1 unless dropout hit it).
           Multiply-adds per query and layer: 2·Q·d² + 2·nh·Q·S·T·d instead of 2·S·T·d² + 2·Q·S·T·d
           with K/V of every memory vector: 3x fewer in training (Q = 5 positions × 2 R-Drop
-          passes, S·T = 7·8), 5x for a 40-token text. Inference, where all beams and steps
-          share one query's memory, projects K/V once instead (fine_heads).
+          passes, S·T = 7·8), 5x for a 40-token text; about even in beam search (Q ≈ 41).
         """
         B, Q, d = x.shape
         T, S = e.shape[1], e.shape[2]
@@ -243,24 +237,6 @@ class TwoBranchFusion(nn.Module):
             y = y + b_v
         return y.reshape(B, Q, d)
 
-    def fine_heads(
-        self, x: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor, key_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """fine_attention against K/V projected beforehand (inference): the same sum of S
-        attentions, now 2·nh·hd·Q·S·T multiply-adds a step instead of 2·Q·d² + 2·nh·Q·S·T·d,
-        and every projection an ordinary (int8-quantisable) linear layer.
-
-        x (B, Q, d); kf, vf (B, nh, T·S, hd), b_k and b_v included (b_k cancels in the softmax,
-        b_v comes through as Σ w_s Σ_t a = 1); key_mask (B, T) -> (B, Q, d) before W_o.
-        """
-        B, Q, _ = x.shape
-        T = key_mask.shape[1]
-        q = _split_heads(self.fine.q(x), self.fine.n_heads)  # (B, nh, Q, hd)
-        att = (q @ kf.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, nh, Q, T·S)
-        att = att.unflatten(-1, (T, -1)).masked_fill(~key_mask[:, None, None, :, None], -math.inf)
-        att = torch.softmax(att, dim=3) * torch.softmax(self.alpha, 0)  # per s over T, × w_s
-        return _merge_heads(att.flatten(3) @ vf)  # (B, nh, Q, hd) -> (B, Q, d)
-
     def forward(
         self, x: torch.Tensor, mem: dict[str, torch.Tensor], key_mask: torch.Tensor
     ) -> torch.Tensor:
@@ -269,10 +245,7 @@ class TwoBranchFusion(nn.Module):
         m = key_mask[:, None, None, :]  # (B, 1, 1, T) -> broadcast over heads and queries
         c = self.coarse.proj(_merge_heads(self.coarse.heads(x, mem["kc"], mem["vc"], m)))
         c = c * torch.sigmoid(self.gate(c))  # sigmoid self-gate
-        if "kf" in mem:
-            f = self.fine.proj(self.fine_heads(x, mem["kf"], mem["vf"], key_mask))
-        else:
-            f = self.fine.proj(self.fine_attention(x, mem["e"], key_mask))
+        f = self.fine.proj(self.fine_attention(x, mem["e"], key_mask))
         return self.resid_drop(c + f)
 
 
@@ -284,7 +257,7 @@ class PlainCrossAttention(nn.Module):
         self.attn = CrossAttention(d, n_heads, dropout)
         self.resid_drop = nn.Dropout(dropout)
 
-    def memory(self, z: torch.Tensor, e: None = None) -> dict[str, torch.Tensor]:
+    def memory(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         k, v = self.attn.memory_kv(z)  # z = projected E_S (B, T, d)
         return {"k": k, "v": v}
 
@@ -433,10 +406,7 @@ class CartDecoder(nn.Module):
             last = text_layers[:, -1].to(dtype) * text_mask[..., None]  # (B, T, H)
             pooled = F.normalize(last.sum(1) / text_mask.sum(1, keepdim=True).clamp(min=1), dim=-1)
             shared["sentence"] = self.sentence_in(pooled)  # (B, d)
-        # Inference projects the fine branch's K/V once per query (shared by every beam and
-        # step); training keeps them folded into the queries, cheaper for its few positions.
-        e = None if self.training else shared.get("e")
-        return TextMemory(text_mask, [layer.cross.memory(z, e) for layer in self.layers], shared)
+        return TextMemory(text_mask, [layer.cross.memory(z) for layer in self.layers], shared)
 
     def tune_text(self, text_layers: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         """E_1..E_S (B, S, T, H) -> the same with E_{S-k+1}..E_S recomputed by the tuned layers."""

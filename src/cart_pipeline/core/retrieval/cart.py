@@ -55,12 +55,13 @@ class CartIndex:
 
         if self.decoder.tok_emb.weight.device.type != "cpu":
             raise ValueError("int8 dynamic quantisation runs on the CPU only")
-        # not the output head, whose weight the model reads directly (tied to the embedding,
-        # sliced per position); the fine branch's K/V are ordinary layers in inference
+        # not the layers whose weights the model reads directly: the fine branch's K/V (folded
+        # into the queries) and the output head (tied to the embedding, sliced per position)
+        direct = ("fine.kv", "head")
         layers = {
             name
             for name, module in self.decoder.named_modules()
-            if isinstance(module, torch.nn.Linear) and not name.endswith("head")
+            if isinstance(module, torch.nn.Linear) and not name.endswith(direct)
         }
         with warnings.catch_warnings():  # torch.ao's notice that quantisation moves to torchao
             warnings.simplefilter("ignore")
