@@ -49,7 +49,7 @@ def test_ablation_command_writes_the_comparison_and_reproduces_the_default_run(t
 
     table = pd.read_csv(project / "data/08_reporting/ablations/comparison.csv")
     assert set(table.variant) == {"no_consistency", "cart", "dual_tower", "pair_lookup"}
-    assert set(table.modality) == {"image", "audio", "overall"}
+    assert set(table.modality) == {"image", "audio", "video", "overall"}
     assert table[["R@1", "R@5", "R@10"]].apply(lambda r: r.is_monotonic_increasing, axis=1).all()
     assert (
         "| variant | modality |"

@@ -63,7 +63,7 @@ def test_json_output_is_one_record_per_result_in_score_order(project):
     by_modality = {}
     for record in records:
         by_modality.setdefault(record["modality"], []).append(record)
-    assert set(by_modality) == {"image", "audio"}
+    assert set(by_modality) == {"image", "audio", "video"}
     for rows in by_modality.values():
         assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
         assert all(a["score"] >= b["score"] for a, b in zip(rows, rows[1:], strict=False))
@@ -222,7 +222,7 @@ def test_a_search_reads_the_saved_index_without_kedro_or_pandas(project):
     )
     result = run([sys.executable, "-c", script], cwd=project)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split("\n")[-2] == "6 ['audio', 'image'] []"
+    assert result.stdout.split("\n")[-2] == "9 ['audio', 'image', 'video'] []"
 
 
 def test_the_saved_index_and_the_catalog_serve_the_same_ranking(project):

@@ -79,13 +79,14 @@ def test_a_query_renders_both_systems_side_by_side_in_headless_chromium(page, tm
     ).stdout
 
     assert 'data-state="done"' in dom, dom[-2000:]
-    for modality in ("image", "audio"):
+    for modality in ("image", "audio", "video"):
         section = re.search(rf'data-modality="{modality}".*?</section>', dom, re.S).group(0)
         for system in ("cart", "dual_tower"):
             hits = re.search(rf'data-system="{system}">(.*?)</ol>', section, re.S).group(1)
             assert len(re.findall(r'class="hit" data-item-id="[^"]+"', hits)) == 3
     assert re.search(r'<img src="/media/images/[^"]+"', dom)  # thumbnails for images
     assert re.search(r'<audio controls="" preload="none" src="/media/[^"]+"', dom)  # players
+    assert re.search(r'<video controls="" preload="none" width="120" src="/media/video/', dom)
     assert re.search(r'data-seconds="[0-9.e-]+"', dom)  # the time each system took
     if os.environ.get("SEARCH_PAGE_SCREENSHOT"):  # for the docs: a picture of the page
         subprocess.run(
@@ -99,7 +100,7 @@ def test_a_query_renders_both_systems_side_by_side_in_headless_chromium(page, tm
 def test_the_api_and_media_refuse_what_is_not_theirs(page):
     status, body = get(f"{page}/api/search?q=a+brown+hen&k=2")
     payload = json.loads(body)
-    assert status == 200 and set(payload["modalities"]) == {"image", "audio"}
+    assert status == 200 and set(payload["modalities"]) == {"image", "audio", "video"}
     hit = payload["modalities"]["image"]["cart"]["hits"][0]
     status, picture = get(page + hit["media_url"])
     assert status == 200 and len(picture) > 100

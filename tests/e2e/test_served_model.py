@@ -36,7 +36,7 @@ def test_the_run_registers_each_modality_with_its_metrics(project):
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    for modality in ("image", "audio"):
+    for modality in ("image", "audio", "video"):
         served = json.loads(
             (project / f"data/08_reporting/{modality}/served_model.json").read_text()
         )
