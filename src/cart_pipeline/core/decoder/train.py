@@ -395,9 +395,11 @@ def train_decoder(
     if world.size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        # broadcast_buffers off: the only buffers are the constant position/trie masks
+        # no buffer sync per forward: the only buffers are the constant position/trie masks
         forward = DistributedDataParallel(
-            forward, device_ids=[device] if device.type == "cuda" else None, broadcast_buffers=False
+            forward,
+            device_ids=[device] if device.type == "cuda" else None,
+            forward_sync_buffers=False,
         )
 
     history: list[dict] = []

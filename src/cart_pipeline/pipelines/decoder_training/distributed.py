@@ -18,6 +18,7 @@ row's dropout mask): ``tests/core/test_decoder_distributed.py`` measures it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
@@ -141,9 +142,19 @@ def main(folder: str) -> None:
             state = {k: v.cpu() for k, v in best.items()}
             result = {"state_dict": state, "history": history, "replica_max_abs_diff": float(diff)}
             torch.save(result, Path(folder) / "result.pt")
+        dist.barrier()  # no collective is in flight when the group goes
     finally:
+        # DDP's reducer sits in reference cycles; collected only at interpreter exit it would
+        # keep the gloo group alive into finalisation, where a C++ thread taking the GIL aborts
+        # the process ("terminate called without an active exception", seen once in CI)
+        gc.collect()
         dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    # skip interpreter finalisation for the same reason: the result is on disk, nothing is left
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

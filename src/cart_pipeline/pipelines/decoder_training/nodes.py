@@ -30,8 +30,6 @@ from cart_pipeline.pipelines.encoders import load_encoder
 from cart_pipeline.pipelines.modalities import for_modality
 from cart_pipeline.pipelines.tracking import epoch_logger, log_metrics
 
-from .distributed import train_data_parallel
-
 logger = logging.getLogger(__name__)
 
 
@@ -106,6 +104,9 @@ def train_cart_decoder(
     nproc = int((params.get("distributed") or {}).get("nproc", 1))
     on_epoch = epoch_logger(f"{modality}.decoder.")
     if nproc > 1:
+        # imported here: torchrun runs that module as __main__, which must not be imported first
+        from .distributed import train_data_parallel
+
         _, history = train_data_parallel(
             nproc, model, *train_args, text_encoder_spec, train_config, **validation,
             soft_targets=soft,
