@@ -44,6 +44,7 @@ from benchmarks.efficiency.harness import (
     set_threads,
 )
 from cart_pipeline.core.encoders.text import MiniLMTextEncoder
+from cart_pipeline.core.retrieval.cart import native_bf16
 
 log = logging.getLogger("benchmarks.efficiency")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -76,6 +77,9 @@ def build_size(n: int, args, texts: list[str], queries: np.ndarray, encoder) -> 
     for beam in args.int8_beams:
         add("CART-int8", f"beam={beam}", systems.cart_runner(int8, texts, beam),
             build["cart_int8_bytes"], meter.wall_s)  # fmt: skip
+    if native_bf16():  # CART-int8 runs its fine branch in bf16: the same without, side by side
+        add("CART-int8-fp32-fine", "beam=10", systems.cart_runner(cart.int8(bf16_fine=False),
+            texts, 10), build["cart_int8_bytes"], meter.wall_s)  # fmt: skip
 
     def dense(system, params, search, index_bytes, build_s, max_reps=None):
         run = systems.dense_runner(search, queries, texts, encoder)

@@ -28,6 +28,7 @@ from cart_pipeline.core.metrics import (
     rankings_frame,
     relevant_ranks,
 )
+from cart_pipeline.core.retrieval.cart import native_bf16
 from cart_pipeline.search import Retriever
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         fp32 = index(args.version)
         decoders = {"float32": fp32, "int8": fp32.int8()}
+        if native_bf16():  # int8 runs the fine branch in bf16 here: also without, side by side
+            decoders["int8, fp32 fine branch"] = fp32.int8(bf16_fine=False)
     queries = pd.read_parquet(
         args.project / f"data/02_intermediate/{args.modality}/queries.parquet"
     )

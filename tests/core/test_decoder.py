@@ -138,6 +138,25 @@ def test_fine_branch_equals_weighted_sum_of_per_layer_attentions():
     torch.testing.assert_close(got, want.transpose(1, 2).flatten(2), atol=1e-5, rtol=1e-5)
 
 
+def test_a_bf16_fine_branch_is_for_inference_only_and_close_to_float32():
+    ids, ranges, vocab = semantic_ids(10)
+    model = tiny_model(ranges, vocab)
+    layers, mask = text_states(3)
+    with torch.no_grad():
+        want = model.eval()(layers, mask, ids[:3])
+        for layer in model.layers:
+            layer.cross.fine_dtype = torch.bfloat16
+        assert model.encode_memory(layers, mask).shared["e"].dtype == torch.bfloat16  # cast once
+        got = model(layers, mask, ids[:3])
+        model.train()
+        assert model.encode_memory(layers, mask).shared["e"].dtype == torch.float32
+    assert got.dtype == torch.float32
+    finite = torch.isfinite(want)
+    assert torch.equal(finite, torch.isfinite(got))  # the same position masks
+    assert not torch.equal(got[finite], want[finite])  # it did run in bf16 ...
+    torch.testing.assert_close(got[finite], want[finite], atol=0.05, rtol=0.02)  # ... closely
+
+
 @pytest.mark.parametrize("fusion,sentence", [(True, False), (False, False), (True, True)])
 def test_padding_and_beam_folding_do_not_change_logits(fusion, sentence):
     """Extra padding columns, and several targets folded as beams (the R-Drop passes), give the

@@ -12,7 +12,7 @@ from kedro.io.core import Version
 from cart_pipeline.core.decoder.checkpoint import decoder_to_checkpoint
 from cart_pipeline.core.decoder.model import CartDecoder, DecoderConfig
 from cart_pipeline.core.metrics import pessimistic_ranks
-from cart_pipeline.core.retrieval.cart import CartIndex
+from cart_pipeline.core.retrieval.cart import CartIndex, native_bf16
 from cart_pipeline.core.retrieval.dual_tower import (
     DualTowerConfig,
     DualTowerIndex,
@@ -183,6 +183,17 @@ def test_int8_index_quantises_the_linear_layers_and_searches_the_same_corpus(car
     ]  # the whole corpus
     np.testing.assert_allclose(np.sort(scores8, 1), np.sort(scores32, 1), atol=0.1)
     assert quantised.version == cart_index.version
+    # the fine branch's matmuls, which read their weights directly, run in bf16 on request
+    fine = {m.fine_dtype for m in quantised.decoder.modules() if hasattr(m, "fine_dtype")}
+    assert fine == {torch.bfloat16 if native_bf16() else None}
+    assert {
+        m.fine_dtype
+        for m in cart_index.int8(bf16_fine=True).decoder.modules()
+        if hasattr(m, "fine_dtype")
+    } == {torch.bfloat16}
+    assert {m.fine_dtype for m in cart_index.decoder.modules() if hasattr(m, "fine_dtype")} == {
+        None
+    }
 
 
 def test_dual_tower_index_searches_in_batches_like_one_call_and_times_encoding():

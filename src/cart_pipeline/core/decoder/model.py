@@ -188,6 +188,9 @@ class TwoBranchFusion(nn.Module):
         self.fine = CrossAttention(d, n_heads, dropout)
         self.alpha = nn.Parameter(torch.zeros(text_layers))
         self.resid_drop = nn.Dropout(dropout)
+        # Inference only: run the fine branch's four matmuls in this dtype (CartIndex.int8 sets
+        # bfloat16 where the CPU has it natively); None = the weights' dtype. Not a parameter.
+        self.fine_dtype: torch.dtype | None = None
 
     def memory(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         # z (B, T, d) -> this layer's coarse K/V, each (B, nh, T, hd); the fine branch reads the
@@ -218,19 +221,23 @@ class TwoBranchFusion(nn.Module):
         T, S = e.shape[1], e.shape[2]
         nh = self.fine.n_heads
         hd = d // nh
-        w_k, w_v = self.fine.kv.weight.view(2, nh, hd, d)  # rows of W_k / W_v by head
+        # inference in fine_dtype: the four matmuls in it, the softmax and the output in x's
+        low = None if self.training else self.fine_dtype
+        down = (lambda t: t) if low is None else (lambda t: t.to(low))
+        up = (lambda t: t) if low is None else (lambda t: t.to(x.dtype))
+        w_k, w_v = down(self.fine.kv.weight).view(2, nh, hd, d)  # rows of W_k / W_v by head
         b_v = self.fine.kv.bias.view(2, nh, hd)[1]
-        q = self.fine.q(x).view(B, Q, nh, hd)
+        q = down(self.fine.q(x).view(B, Q, nh, hd))
         q = torch.einsum("bqnk,nkd->bnqd", q, w_k * hd**-0.5)  # W_kᵀ q, scaled: (B, nh, Q, d)
-        mem = e.reshape(B, T * S, d)
+        mem = down(e.reshape(B, T * S, d))  # a no-op when encode_memory stored it so
         # Scores key-major, (B, T·S, nh·Q): both matmuls then give e a contiguous gradient
         # (summed over 2 uses × n_layers; a transposed one made those sums ~5x slower).
-        att = mem @ q.reshape(B, nh * Q, d).transpose(1, 2)
+        att = up(mem @ q.reshape(B, nh * Q, d).transpose(1, 2))
         att = att.view(B, T, S, nh * Q).masked_fill(~key_mask[:, :, None, None], float("-inf"))
         att = torch.softmax(att, dim=1) * torch.softmax(self.alpha, 0)[:, None]  # per s, × w_s
         att = F.dropout(att.view(B, T * S, nh * Q), self.fine.dropout, self.training)
-        ctx = (att.transpose(1, 2) @ mem).view(B, nh, Q, d)  # Σ_s w_s Σ_t a·e_{t,s}
-        y = torch.einsum("bnqd,nkd->bqnk", ctx, w_v)  # W_v per head: (B, Q, nh, hd)
+        ctx = (down(att.transpose(1, 2)) @ mem).view(B, nh, Q, d)  # Σ_s w_s Σ_t a·e_{t,s}
+        y = up(torch.einsum("bnqd,nkd->bqnk", ctx, w_v))  # W_v per head: (B, Q, nh, hd)
         if self.training and self.fine.dropout > 0:
             y = y + att.sum(1).view(B, nh, Q).transpose(1, 2)[..., None] * b_v
         else:
@@ -396,7 +403,12 @@ class CartDecoder(nn.Module):
             )
             e = e_real.new_zeros(B, T, S, d)
             e[text_mask] = e_real.transpose(0, 1)  # (B, T, S, d)
-            shared = {"e": e}
+            fine_dtype = (
+                None
+                if self.training
+                else next((layer.cross.fine_dtype for layer in self.layers), None)
+            )
+            shared = {"e": e if fine_dtype is None else e.to(fine_dtype)}  # cast once per query
         else:
             real = text_layers[:, -1][text_mask].to(dtype)  # E_S only: (N, H)
             z_real, shared = self.last_in(real), {}

@@ -20,6 +20,15 @@ from cart_pipeline.core.decoder import (
     constrained_beam_search,
     decoder_from_checkpoint,
 )
+from cart_pipeline.core.decoder.model import TwoBranchFusion
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: assume not
+        return False
 
 
 @dataclass
@@ -47,10 +56,16 @@ class CartIndex:
             checkpoint.get("saved_version"),
         )
 
-    def int8(self) -> CartIndex:
+    def int8(self, bf16_fine: bool | None = None) -> CartIndex:
         """The same index with the decoder's linear layers dynamically quantised to int8 (CPU
         only): weights stored as int8, activations quantised per batch. Scores shift slightly,
-        so a ranking can differ from the float32 one (benchmarks/int8_decoding.py measures it)."""
+        so a ranking can differ from the float32 one (benchmarks/efficiency/trained.py measures
+        it on the default set).
+
+        The fine branch reads its W_k / W_v directly (folded into the queries), which dynamic
+        quantisation cannot cover; ``bf16_fine`` runs those four matmuls in bfloat16 instead
+        (default: where the CPU multiplies bfloat16 natively, since elsewhere it is emulated
+        and slower than float32)."""
         import warnings
 
         if self.decoder.tok_emb.weight.device.type != "cpu":
@@ -70,6 +85,10 @@ class CartIndex:
                 layers,
                 dtype=torch.qint8,  # inplace=False: a quantised copy
             )
+        if native_bf16() if bf16_fine is None else bf16_fine:
+            for module in decoder.modules():
+                if isinstance(module, TwoBranchFusion):
+                    module.fine_dtype = torch.bfloat16
         return dataclasses.replace(self, decoder=decoder)
 
     @torch.inference_mode()
