@@ -463,7 +463,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--int8",
         action="store_true",
-        help="int8-quantised decoder (CPU; faster, scores shift slightly)",
+        help="int8-quantised decoder, bf16 fine branch where native (CPU; faster, scores shift slightly)",
     )
     parser.add_argument(
         "--project", type=Path, default=None, help="the Kedro project (default: the current folder)"
