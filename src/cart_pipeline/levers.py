@@ -3,6 +3,7 @@
     python -m cart_pipeline.levers                      # every lever, one after the other
     python -m cart_pipeline.levers --levers base cap0   # a subset
     python -m cart_pipeline.levers --report-only        # redraw the table from the saved runs
+    python -m cart_pipeline.levers --seeds 2025 2026 2027 --levers base M_2   # over seeds
 
 A lever is a set of `--params` overrides on top of the defaults (and of `--params`, e.g. a
 new baseline), or a dict of parameters for what `--params` cannot express (it splits on
@@ -13,6 +14,12 @@ disk (same seed, same params: the same files, byte for byte); the first one runs
 another's pairs or identifiers; each is an MLflow run tagged `run_label=lever-<name>`. Settings are chosen by the *validation* MRR@10
 the table shows beside the test metrics; test numbers are reported, never optimised.
 Output: data/08_reporting/levers/levers.{csv,md}.
+
+With ``--seeds`` every lever runs once per seed (`seed=<s>`, the split stays fixed), and
+levers_seeds.{csv,md} hold mean ± sd over the seeds, with each lever's validation MRR@10
+minus the `base` run's of the same seed: a lever is adopted only when that paired gain is
+positive at every seed (README, "Quality levers"), since one seed's validation gain of a few
+thousandths has vanished over three before.
 """
 
 from __future__ import annotations
@@ -97,6 +104,27 @@ def lever_table(results: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def seed_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
+    """Per (lever, modality, system): mean ± sd over seeds of the validation MRR@10 and the
+    test metrics, and the validation MRR@10 paired with `base` at each seed (needs `base`)."""
+    keys = ["modality", "system", "seed"]
+    base = per_seed[per_seed.lever == "base"].set_index(keys)["val MRR@10"]
+    gain = per_seed["val MRR@10"] - base.reindex(pd.MultiIndex.from_frame(per_seed[keys])).values
+    frame = per_seed.assign(gain=gain.values)
+    rows = []
+    for (lever, modality, system), g in frame.groupby(["lever", "modality", "system"], sort=False):
+        g = g.sort_values("seed")
+        row = {"lever": lever, "modality": modality, "system": system, "seeds": len(g)}
+        for metric in ("val MRR@10", *METRICS):
+            v = g[metric].astype(float)
+            row[metric] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else v.iloc[0]
+        if lever != "base":
+            row["val gain vs base"] = " ".join(f"{x:+.3f}" for x in g.gain)
+            row["gain at every seed"] = bool((g.gain > 0).all())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def lever_params(name: str, extra_params: str = "") -> str | dict:
     """The runtime parameters of lever ``name``: a `--params` string, or a dict for a lever
     that sets what `--params` cannot (lists), with ``extra_params`` and the run label merged in."""
@@ -128,6 +156,16 @@ def run_lever(project: Path, name: str, extra_params: str = "", stages: str = ST
         Path(config.name).unlink()
 
 
+def run_levers(project: Path, names: list[str], extra_params: str) -> None:
+    # decoder-only levers first (the first of them runs every stage), `base` last: the
+    # project's newest artifacts are then the defaults' (cart-search)
+    defaults_on_disk = False
+    for name in sorted(names, key=lambda n: (n == "base", not decoder_only(n))):
+        reuse = decoder_only(name) and defaults_on_disk
+        run_lever(project, name, extra_params, DECODER_STAGES if reuse else STAGES)
+        defaults_on_disk = decoder_only(name) or name == "base"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -138,29 +176,47 @@ def main(argv: list[str] | None = None) -> int:
         "--params", default="", help="extra kedro --params for every run (e.g. a new baseline)"
     )
     parser.add_argument(
+        "--seeds", nargs="+", type=int, help="run every lever once per seed (and `base` with them)"
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="rebuild the table from the saved runs"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     project = args.project.resolve()
+    names = list(dict.fromkeys(["base", *args.levers] if args.seeds else args.levers))
     if not args.report_only:
         if not any((project / "data/04_feature").glob("*/query_features.parquet")):
             kedro(project, "--pipelines", "ingest,feature_extraction")
-        # decoder-only levers first (the first of them runs every stage), `base` last: the
-        # project's newest artifacts are then the defaults' (cart-search)
-        defaults_on_disk = False
-        for name in sorted(args.levers, key=lambda n: (n == "base", not decoder_only(n))):
-            reuse = decoder_only(name) and defaults_on_disk
-            run_lever(project, name, args.params, DECODER_STAGES if reuse else STAGES)
-            defaults_on_disk = decoder_only(name) or name == "base"
-    results = latest_by(
-        project, [f"lever-{n}" for n in args.levers], lambda m: m["config"].get("run_label")
-    )
-    table = lever_table({name.removeprefix("lever-"): m for name, m in results.items()})
+        for seed in args.seeds or [None]:
+            seeded = ",".join(p for p in (args.params, seed and f"seed={seed}") if p)
+            run_levers(project, names, seeded)
     out = project / "data/08_reporting/levers"
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "levers.csv", index=False)
-    (out / "levers.md").write_text(markdown_table(table))
+    if args.seeds:
+        keys = [(f"lever-{n}", s) for s in args.seeds for n in names]
+        results = latest_by(
+            project, keys, lambda m: (m["config"].get("run_label"), m["config"]["seed"])
+        )
+        per_seed = pd.concat(
+            [
+                lever_table({label.removeprefix("lever-"): m}).assign(seed=seed)
+                for (label, seed), m in results.items()
+            ]
+        )
+        per_seed.to_csv(out / "levers_seeds_per_seed.csv", index=False)
+        table = seed_summary(per_seed)
+        table.to_csv(out / "levers_seeds.csv", index=False)
+        (out / "levers_seeds.md").write_text(
+            f"mean ± sd over seeds {' '.join(map(str, args.seeds))}\n\n" + markdown_table(table)
+        )
+    else:
+        results = latest_by(
+            project, [f"lever-{n}" for n in names], lambda m: m["config"].get("run_label")
+        )
+        table = lever_table({name.removeprefix("lever-"): m for name, m in results.items()})
+        table.to_csv(out / "levers.csv", index=False)
+        (out / "levers.md").write_text(markdown_table(table))
     print(markdown_table(table))  # noqa: T201
     return 0
 

@@ -28,3 +28,37 @@ def test_only_decoder_and_search_levers_may_reuse_the_defaults_pairs_and_identif
     assert not decoder_only("base")
     assert not decoder_only("k_15") and not decoder_only("identifier_space_dual_tower")
     assert not decoder_only("no_caption_retrieval")  # a dict lever on captioning
+
+
+def test_over_seeds_a_lever_is_paired_with_base_of_the_same_seed():
+    import pandas as pd
+
+    from cart_pipeline.levers import seed_summary
+
+    rows = [
+        # lever, seed, validation MRR@10: M_2 beats base at 2025 and 2026, loses at 2027
+        ("base", 2025, 0.30),
+        ("base", 2026, 0.32),
+        ("base", 2027, 0.31),
+        ("M_2", 2025, 0.35),
+        ("M_2", 2026, 0.33),
+        ("M_2", 2027, 0.30),
+        ("k_15", 2025, 0.31),
+        ("k_15", 2026, 0.33),
+        ("k_15", 2027, 0.32),
+    ]
+    per_seed = pd.DataFrame(
+        [
+            {"lever": lever, "seed": seed, "modality": "image", "system": "cart",
+             "val MRR@10": val, "R@1": 0.2, "R@10": 0.5, "MRR@10": 0.3}
+            for lever, seed, val in rows
+        ]
+    )  # fmt: skip
+
+    table = seed_summary(per_seed.sample(frac=1, random_state=0)).set_index("lever")
+
+    assert table.loc["M_2", "val gain vs base"].split() == ["+0.050", "+0.010", "-0.010"]
+    assert not table.loc["M_2", "gain at every seed"]
+    assert table.loc["k_15", "gain at every seed"]
+    assert table.loc["base", "val MRR@10"] == "0.310 ± 0.010"
+    assert table.loc["M_2", "seeds"] == 3
