@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
 from cart_pipeline.core.decoder import CartDecoder, DecoderConfig, IdentifierTrie
@@ -72,13 +73,12 @@ def query_texts(n: int, seed: int) -> list[str]:
 
 
 # -- CART ----------------------------------------------------------------------------------------
-def build_cart(
-    x: np.ndarray, text_encoder, seed: int, rqvae_epochs: int, rqvae_train_max: int
-) -> tuple[CartIndex, dict, dict]:
-    """The identifier pipeline's own calls (coarse K-Means, RQ-VAE on the residual, unique
-    token, trie) and a default-size decoder, untrained: the work of constrained beam search
-    (beams x steps x layers, trie look-ups) does not depend on the weights.
-    -> (index, seconds per build stage, identifier statistics)."""
+def build_identifiers(
+    x: np.ndarray, seed: int, rqvae_epochs: int, rqvae_train_max: int
+) -> tuple[pd.DataFrame, object, dict, dict]:
+    """The identifier pipeline's own calls: coarse K-Means, RQ-VAE on the residual, unique
+    token. -> (identifier frame with item_id and tokens, vocabulary, seconds per build stage,
+    identifier statistics)."""
     n, seconds = len(x), {}
     started = time.perf_counter()
     k = default_n_clusters(n)
@@ -95,23 +95,34 @@ def build_cart(
     frame, vocab, id_stats = identifiers_for_variant(
         "cart", item_ids, codes.coarse, codes.fine, codes.coarse_size, codes.fine_size
     )
+    seconds["ids_s"] = time.perf_counter() - started
+    stats = {
+        "n_clusters": k,
+        "id_length": vocab.length,
+        "vocab_size": vocab.size,
+        "collision_rate": id_stats["collision_rate"],
+        "max_collision_group": id_stats["max_collision_group"],
+    }
+    return frame, vocab, seconds, stats
+
+
+def build_cart(
+    x: np.ndarray, text_encoder, seed: int, rqvae_epochs: int, rqvae_train_max: int
+) -> tuple[CartIndex, dict, dict]:
+    """Identifiers (`build_identifiers`), their trie and a default-size decoder, untrained:
+    the work of constrained beam search (beams x steps x layers, trie look-ups) does not
+    depend on the weights. -> (index, seconds per build stage, identifier statistics)."""
+    frame, vocab, seconds, stats = build_identifiers(x, seed, rqvae_epochs, rqvae_train_max)
+    started = time.perf_counter()
     trie = IdentifierTrie.from_tokens(int_lists_to_matrix(frame["tokens"]))
-    seconds["ids_and_trie_s"] = time.perf_counter() - started
+    seconds["ids_and_trie_s"] = seconds.pop("ids_s") + time.perf_counter() - started
 
     torch.manual_seed(seed)
     decoder = CartDecoder(
         DecoderConfig(vocab_size=vocab.size, position_ranges=vocab.position_ranges())
     ).eval()
     index = CartIndex(decoder, trie, frame["item_id"].to_numpy(), text_encoder)
-    stats = {
-        "n_clusters": k,
-        "id_length": vocab.length,
-        "vocab_size": vocab.size,
-        "trie_nodes": trie.n_nodes,
-        "collision_rate": id_stats["collision_rate"],
-        "max_collision_group": id_stats["max_collision_group"],
-    }
-    return index, seconds, stats
+    return index, seconds, {**stats, "trie_nodes": trie.n_nodes}
 
 
 def cart_bytes(index: CartIndex) -> int:
