@@ -79,6 +79,8 @@ LEVERS: dict[str, str | dict] = {
     "codebook_64": "rqvae_quantization.codebook_size=64",
 }
 METRICS = ("R@1", "R@10", "MRR@10")
+LATE_EPOCHS = 3
+LATE = f"val MRR@10, last {LATE_EPOCHS} epochs"
 
 
 def lever_table(results: dict[str, dict]) -> pd.DataFrame:
@@ -104,23 +106,48 @@ def lever_table(results: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def late_validation_mrr(project: Path, label: str, seed: int, modality: str, last: int) -> float:
+    """Mean validation MRR@10 of the last ``last`` epochs of the newest MLflow run labelled
+    ``label`` at ``seed``: a fixed point of the schedule, free of the upward bias of the
+    selected epoch's value (the best of 15 noisy ones, which also picked the checkpoint)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(
+        experiments,
+        filter_string=f"tags.run_label = '{label}' and tags.seed = '{seed}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return float("nan")
+    history = client.get_metric_history(runs[0].info.run_id, f"{modality}.decoder.val_mrr10")
+    values = [m.value for m in sorted(history, key=lambda m: m.step)][-last:]
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
 def seed_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Per (lever, modality, system): mean ± sd over seeds of the validation MRR@10 and the
-    test metrics, and the validation MRR@10 paired with `base` at each seed (needs `base`)."""
+    """Per (lever, modality, system): mean ± sd over seeds of the validation MRR@10 (and, where
+    the frame has it, of the late-epoch one) and the test metrics, and the validation MRR@10
+    paired with `base` at each seed (needs `base`)."""
     keys = ["modality", "system", "seed"]
-    base = per_seed[per_seed.lever == "base"].set_index(keys)["val MRR@10"]
-    gain = per_seed["val MRR@10"] - base.reindex(pd.MultiIndex.from_frame(per_seed[keys])).values
-    frame = per_seed.assign(gain=gain.values)
+    base = per_seed[per_seed.lever == "base"].set_index(keys)
+    paired = base.reindex(pd.MultiIndex.from_frame(per_seed[keys]))
+    validation = [m for m in ("val MRR@10", LATE) if m in per_seed]
+    gains = {m: per_seed[m].to_numpy(float) - paired[m].to_numpy(float) for m in validation}
+    frame = per_seed.assign(**{f"gain {m}": g for m, g in gains.items()})
     rows = []
     for (lever, modality, system), g in frame.groupby(["lever", "modality", "system"], sort=False):
         g = g.sort_values("seed")
         row = {"lever": lever, "modality": modality, "system": system, "seeds": len(g)}
-        for metric in ("val MRR@10", *METRICS):
+        for metric in (*validation, *METRICS):
             v = g[metric].astype(float)
             row[metric] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else v.iloc[0]
         if lever != "base":
-            row["val gain vs base"] = " ".join(f"{x:+.3f}" for x in g.gain)
-            row["gain at every seed"] = bool((g.gain > 0).all())
+            for m in validation:
+                row[f"{m} gain vs base"] = " ".join(f"{x:+.3f}" for x in g[f"gain {m}"])
+            row["gain at every seed"] = bool((g["gain val MRR@10"] > 0).all())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -204,6 +231,17 @@ def main(argv: list[str] | None = None) -> int:
                 for (label, seed), m in results.items()
             ]
         )
+        late = {  # CART's decoder only: the baselines have no epochs of their own here
+            (label.removeprefix("lever-"), seed, modality): late_validation_mrr(
+                project, label, seed, modality, LATE_EPOCHS
+            )
+            for label, seed in results
+            for modality in per_seed.modality.unique()
+        }
+        per_seed[LATE] = [
+            late[(r.lever, r.seed, r.modality)] if r.system == "cart" else float("nan")
+            for r in per_seed.itertuples()
+        ]
         per_seed.to_csv(out / "levers_seeds_per_seed.csv", index=False)
         table = seed_summary(per_seed)
         table.to_csv(out / "levers_seeds.csv", index=False)
