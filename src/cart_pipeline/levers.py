@@ -63,6 +63,8 @@ LEVERS: dict[str, str | dict] = {
     "epochs_10": "decoder_training.epochs=10",
     "epochs_20": "decoder_training.epochs=20",
     "lr_0.002": "decoder_training.lr=0.002",
+    "ema_1": "decoder_training.ema_half_life=1.0",
+    "ema_2": "decoder_training.ema_half_life=2.0",
     # scoring
     "trie_softmax": "decoder_training.trie_softmax=true",
     "trie_renormalise_search": "evaluation.trie_renormalise=true",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import math
@@ -482,6 +483,35 @@ def test_training_without_consistency_is_single_pass(text_encoder):
     cfg = TrainConfig(epochs=2, batch_size=4, consistency_weight=0.0, progress=False)
     _, history = train_decoder(model, TEXTS[:4], [0, 1, 2, 3], ids, text_encoder, cfg)
     assert len(history) == 2 and all(h["kl"] == 0 for h in history) and "val_r1" not in history[0]
+
+
+def test_ema_keeps_the_moving_average_without_changing_the_trajectory(text_encoder):
+    ids, ranges, vocab = semantic_ids(8, seed=3)
+    config = DecoderConfig(
+        vocab_size=vocab, position_ranges=ranges, n_layers=1, d_model=32, n_heads=2, dropout=0.1
+    )
+
+    def train(half_life):
+        torch.manual_seed(0)
+        model = CartDecoder(config)
+        initial = copy.deepcopy(model.state_dict())
+        cfg = TrainConfig(
+            epochs=3, batch_size=4, lr=3e-3, seed=0, progress=False, ema_half_life=half_life
+        )
+        kept, history = train_decoder(model, TEXTS[:8], list(range(8)), ids, text_encoder, cfg)
+        return initial, kept, [h["loss"] for h in history]
+
+    initial, raw, raw_losses = train(None)
+    _, instant, instant_losses = train(1e-9)  # decay 0: the average is the last step's weights
+    _, averaged, averaged_losses = train(0.5)
+    assert raw_losses == instant_losses == averaged_losses  # averaging never feeds back
+    for name, weight in raw.items():
+        torch.testing.assert_close(instant[name], weight)
+    moved = [n for n, w in raw.items() if not torch.equal(w, initial[n])]
+    assert moved and all(not torch.allclose(averaged[n], raw[n]) for n in moved)
+    # an average of points between the start and the end lies closer to the end than the start
+    distance = lambda a, b: sum(float((a[n] - b[n]).norm()) for n in moved)  # noqa: E731
+    assert distance(averaged, raw) < distance(initial, raw)
 
 
 def test_beam_search_exhaustive_small_grid():

@@ -77,6 +77,10 @@ class TrainConfig:
     bucket_pool_batches: int = 16
     # mixed precision for accelerators: "bf16" or "fp16" (with a gradient scaler); None = float32
     autocast: str | None = None
+    # Validate, select and keep an exponential moving average of the weights (updated after
+    # every step) instead of the raw weights; its half-life in epochs, None = off. Averaging
+    # damps the step-to-step noise of the trajectory, which the selected epoch inherits.
+    ema_half_life: float | None = None
 
 
 class PackedTextStates:
@@ -392,6 +396,14 @@ def train_decoder(
     amp_dtype = amp[config.autocast]
     scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
     forward = TeacherForcing(model, states, device)
+    # the weights validated and kept: the model itself, or its moving average
+    kept = model
+    if config.ema_half_life is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        decay = 0.5 ** (1.0 / (config.ema_half_life * steps_per_epoch))
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+        kept = ema.module
     if world.size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -455,6 +467,8 @@ def train_decoder(
             else:
                 opt.step()
             sched.step()
+            if kept is not model:
+                ema.update_parameters(model)
             b = len(pairs) if weight else 0
             step = [float(v.detach()) * b for v in (loss, ce, kl)]
             sums += torch.tensor([*step, b], dtype=torch.float64)
@@ -467,13 +481,13 @@ def train_decoder(
 
         if do_val and (epoch % config.eval_every == 0 or epoch == config.epochs):
             rec = evaluate_recall(
-                model, val_states, val_items_t, trie, config.val_beam_size, world=world
+                kept, val_states, val_items_t, trie, config.val_beam_size, world=world
             )
             metrics.update({f"val_{k}": v for k, v in rec.items()})
             if rec[config.select_on] > best:  # ties keep the earlier epoch
                 best, best_state, stale = (
                     rec[config.select_on],
-                    copy.deepcopy(model.state_dict()),
+                    copy.deepcopy(kept.state_dict()),
                     0,
                 )
                 metrics["selected"] = 1.0
@@ -502,6 +516,6 @@ def train_decoder(
             break
 
     if best_state is None:
-        best_state = copy.deepcopy(model.state_dict())
+        best_state = copy.deepcopy(kept.state_dict())
     model.load_state_dict(best_state)
     return best_state, history
