@@ -22,10 +22,13 @@ logger = logging.getLogger(__name__)
 METRICS = Path("data/08_reporting/metrics.json")
 
 
-def kedro(project: Path, *args: str) -> None:
+def kedro(project: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    """`kedro run ARGS` in ``project``; ``env`` adds to the environment."""
     command = [str(Path(sys.executable).parent / "kedro"), "run", *args]
-    logger.info("$ %s", " ".join(command))
-    subprocess.run(command, cwd=project, check=True, env={**os.environ, "DO_NOT_TRACK": "1"})
+    logger.info("$ %s%s", "".join(f"{k}={v} " for k, v in (env or {}).items()), " ".join(command))
+    subprocess.run(
+        command, cwd=project, check=True, env={**os.environ, "DO_NOT_TRACK": "1", **(env or {})}
+    )
 
 
 def saved_metrics(project: Path) -> list[dict]:
