@@ -51,5 +51,12 @@ def test_two_replicas_agree_and_match_one_process_with_the_same_global_batch(tex
     for a, b in zip(parallel_history, single_history, strict=True):
         assert abs(a["loss"] - b["loss"]) < 1e-4
         assert a["val_mrr10"] == b["val_mrr10"]
-    worst = max((parallel_state[k] - single_state[k]).abs().max() for k in single_state)
-    assert worst < 1e-4, f"data-parallel weights differ from one process by {worst:.2e}"
+    # Against how far training moved each tensor: float summation order leaves 2.8e-4 on an
+    # AVX-512 CPU (7e-6 abs. on an AVX2 one), while a learning rate 0.1 % off moves 3.3e-3 and
+    # a global batch of 6 instead of 7 moves 1.4 (measured on the AVX-512 machine).
+    worst = max(
+        float((parallel_state[k] - single_state[k]).norm() / (single_state[k] - initial[k]).norm())
+        for k in single_state
+        if (single_state[k] - initial[k]).norm() > 0
+    )
+    assert worst < 1e-3, f"data-parallel weights differ from one process by {worst:.2e} (rel.)"
