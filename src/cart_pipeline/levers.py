@@ -54,6 +54,17 @@ LEVERS: dict[str, str | dict] = {
             }
         }
     },
+    "knn_transfer_6": {  # twice the neighbours' descriptions (image; audio as the defaults)
+        "captioning": {
+            "captioners": {
+                "image": [
+                    {"name": "imagenet_labels", "n": 3},
+                    {"name": "knn_transfer", "n": 6},
+                    {"name": "dual_tower_retrieval", "n": 3},
+                ]
+            }
+        }
+    },
     "pseudo_per_described_all": "captioning.pseudo_per_described_item=null",
     "pseudo_per_described_1": "captioning.pseudo_per_described_item=1",
     # objective and schedule
