@@ -140,6 +140,41 @@ def late_validation_mrr(project: Path, label: str, seed: int, modality: str, las
     return float(sum(values) / len(values)) if values else float("nan")
 
 
+def validation_agreement(per_seed: pd.DataFrame, system: str = "cart") -> pd.DataFrame:
+    """Does a lever's validation gain over `base` predict its test gain? Over every (lever,
+    seed) pair of ``system``, each paired validation gain against each paired test gain:
+    Pearson and Spearman correlation. Near 0 means the validation split cannot choose among
+    these levers, whatever rule reads it."""
+    keys = ["modality", "system", "seed"]
+    runs = per_seed[per_seed.system == system]
+    base = runs[runs.lever == "base"].set_index(keys)
+    levers = runs[runs.lever != "base"]
+    paired = base.reindex(pd.MultiIndex.from_frame(levers[keys]))
+    validation = [m for m in ("val MRR@10", LATE) if m in per_seed]
+    gains = pd.DataFrame(
+        {m: levers[m].to_numpy(float) - paired[m].to_numpy(float) for m in (*validation, *METRICS)}
+    ).assign(modality=levers.modality.to_numpy())
+    rows = []
+    for modality, g in gains.groupby("modality"):
+        for v in validation:
+            for t in METRICS:
+                pair = g[[v, t]].dropna()
+                varies = (pair.nunique() > 1).all()  # a constant gain has no correlation
+                rows.append(
+                    {
+                        "modality": modality,
+                        "validation gain": v,
+                        "test gain": t,
+                        "pairs": len(pair),
+                        "pearson": pair[v].corr(pair[t]) if varies else float("nan"),
+                        "spearman": pair[v].corr(pair[t], method="spearman")
+                        if varies
+                        else float("nan"),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def seed_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Per (lever, modality, system): mean ± sd over seeds of the validation MRR@10 (and, where
     the frame has it, of the late-epoch one) and the test metrics, and the validation MRR@10
@@ -258,9 +293,15 @@ def main(argv: list[str] | None = None) -> int:
         per_seed.to_csv(out / "levers_seeds_per_seed.csv", index=False)
         table = seed_summary(per_seed)
         table.to_csv(out / "levers_seeds.csv", index=False)
+        agreement = validation_agreement(per_seed)
+        agreement.to_csv(out / "levers_validation_agreement.csv", index=False)
         (out / "levers_seeds.md").write_text(
-            f"mean ± sd over seeds {' '.join(map(str, args.seeds))}\n\n" + markdown_table(table)
+            f"mean ± sd over seeds {' '.join(map(str, args.seeds))}\n\n"
+            + markdown_table(table)
+            + "\n\nCART: paired validation gain vs paired test gain over (lever, seed)\n\n"
+            + markdown_table(agreement, digits=2)
         )
+        print(markdown_table(agreement, digits=2))  # noqa: T201
     else:
         results = latest_by(
             project, [f"lever-{n}" for n in names], lambda m: m["config"].get("run_label")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cart_pipeline.levers import LEVERS, decoder_only, lever_params
 
 
@@ -65,3 +67,31 @@ def test_over_seeds_a_lever_is_paired_with_base_of_the_same_seed():
     assert table.loc["k_15", "gain at every seed"]
     assert table.loc["base", "val MRR@10"] == "0.310 ± 0.010"
     assert table.loc["M_2", "seeds"] == 3
+
+
+def test_validation_agreement_correlates_paired_gains_over_levers_and_seeds():
+    import pandas as pd
+
+    from cart_pipeline.levers import validation_agreement
+
+    # "good" and "bad" levers whose test gain is twice, or minus, their validation gain
+    rows = [("base", seed, 0.30, 0.20) for seed in (1, 2, 3)]
+    rows += [("good", 1, 0.31, 0.22), ("good", 2, 0.33, 0.26), ("good", 3, 0.29, 0.18)]
+    per_seed = pd.DataFrame(
+        [
+            {"lever": lever, "seed": seed, "modality": "image", "system": system,
+             "val MRR@10": val, "R@1": r1, "R@10": 0.5, "MRR@10": r1}
+            for lever, seed, val, r1 in rows
+            for system in ("cart", "pair_lookup")
+        ]
+    )  # fmt: skip
+
+    agree = validation_agreement(per_seed).set_index("test gain")
+    assert agree.loc["R@1", "pairs"] == 3  # base is the reference, not a pair; CART only
+    assert agree.loc["R@1", "pearson"] == pytest.approx(1.0)
+    assert agree.loc["R@1", "spearman"] == pytest.approx(1.0)
+
+    flipped = per_seed.assign(**{"R@1": 0.4 - per_seed["R@1"]})
+    assert validation_agreement(flipped).set_index("test gain").loc["R@1", "pearson"] == (
+        pytest.approx(-1.0)
+    )
