@@ -14,6 +14,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.io import MemoryDataset
 
 from cart_pipeline.core.device import resolve_device
+from cart_pipeline.core.errors import RunInterrupted
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,6 @@ class TorchThreadsHook:
         params = context.params
         for group in ("", *(k for k, v in params.items() if isinstance(v, dict) and "device" in v)):
             resolve_device(params[group]["device"] if group else params.get("device"))
-
-
-class RunInterrupted(Exception):  # noqa: N818 - it is what happened, not an error in the code
-    """SIGINT or SIGTERM arrived during a `kedro run`."""
-
-    # the signal's name once one arrived: a library that was running when it did (e.g. an
-    # MLflow call) may re-raise the exception as its own, so the CLI asks this instead
-    received: str | None = None
 
 
 class InterruptedRunsHook:

@@ -112,6 +112,40 @@ def test_long_audio_is_cut_to_max_seconds_with_a_warning(tmp_path, caplog):
 # ---------------------------------------------------------------- image encoder
 
 
+@pytest.mark.parametrize("kind", ["image", "audio"])
+def test_an_interrupt_while_decoding_is_not_taken_for_a_bad_file(kind, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a decoder must stop the run, not reject the file as corrupt
+    and let the run finish (the decoders turn any other exception into MediaDecodeError)."""
+    import signal
+
+    from cart_pipeline.core import media
+    from cart_pipeline.hooks import InterruptedRunsHook, RunInterrupted
+
+    path = tmp_path / f"item.{'png' if kind == 'image' else 'wav'}"
+    if kind == "image":
+        Image.new("RGB", (8, 8), "red").save(path)
+        module, name, load = media.Image, "open", load_image_rgb
+    else:
+        sf.write(path, np.sin(np.arange(1600, dtype=np.float32)), 16000)
+        module, name, load = sf, "SoundFile", lambda p: load_audio_mono(p, 16000)
+    decoder = getattr(module, name)
+
+    def decoder_interrupted(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # the run's handler raises from inside the decoder
+        return decoder(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, decoder_interrupted)
+    previous = signal.signal(signal.SIGINT, InterruptedRunsHook._interrupt)
+    try:
+        with pytest.raises(RunInterrupted):
+            load(path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        RunInterrupted.received = None
+    monkeypatch.undo()
+    assert load(path) is not None  # the file itself is fine
+
+
 def test_imagenet_class_names():
     names = imagenet_class_names()
     assert len(names) == 1000 and names[569] == "garbage truck, dustcart"

@@ -14,6 +14,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 from PIL import Image, ImageOps
 
+from cart_pipeline.core.errors import RunInterrupted
+
 logger = logging.getLogger(__name__)
 
 
@@ -103,7 +105,7 @@ def load_image_rgb(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Imag
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 return Image.alpha_composite(white, rgba).convert("RGB")
             return img.convert("RGB")
-    except MediaDecodeError:
+    except (MediaDecodeError, RunInterrupted):  # an interrupt is not a bad file
         raise
     # third-party decoders raise anything (OSError, SyntaxError, struct.error, ...): any
     # failure here is a property of the file
@@ -128,6 +130,8 @@ def load_audio_mono(
             rate, frames = audio.samplerate, audio.frames
             limit = frames if max_seconds is None else min(frames, int(max_seconds * rate))
             signal = audio.read(limit, dtype="float32", always_2d=True)  # (n, channels)
+    except RunInterrupted:
+        raise
     except Exception as err:
         raise _fail("audio", path, err) from err
     if frames > limit:
@@ -199,7 +203,7 @@ def sample_video_frames(path: str | Path, n_frames: int) -> list[Image.Image]:
                 tail = last.to_image().convert("RGB")
                 picked.update({i: tail for i in missing})
             return [picked[i] for i in wanted]
-    except MediaDecodeError:
+    except (MediaDecodeError, RunInterrupted):  # an interrupt is not a bad file
         raise
     except Exception as err:
         raise _fail("video", path, err) from err

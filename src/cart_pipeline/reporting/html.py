@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from cart_pipeline.core.errors import RunInterrupted
 from cart_pipeline.core.media import load_image_rgb, outside_dataset
 
 THUMBNAIL_PX = 96
@@ -184,6 +185,8 @@ def _image_html(path: Path, alt: str) -> str:
         picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
         buffer = io.BytesIO()
         picture.save(buffer, format="JPEG", quality=THUMBNAIL_JPEG_QUALITY, optimize=True)
+    except RunInterrupted:
+        raise
     except Exception:  # any decoder failure is a property of the file: show a placeholder
         return _placeholder("image unavailable")
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
