@@ -2,7 +2,7 @@
 
 Before asking how CART generalises to held-out queries, ask whether it learned what it was
 trained on. Every training text that belongs to exactly one item (case and punctuation
-ignored) is searched as a query, and its own item is the relevant one: CART, the dual tower
+ignored, as the leakage guards compare texts) is searched as a query, and its own item is the relevant one: CART, the dual tower
 and the pair lookup, through the evaluation stage's own ranking functions (ties against the
 relevant item), grouped by the split of the item (train items: their human descriptions;
 test and validation items: their pseudo-queries) and the text's source. Validation texts are
@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from cart_pipeline.core.metrics import relevant_ranks
+from cart_pipeline.core.pairs import normalise_text
 from cart_pipeline.pipelines.evaluation.nodes import (
     rank_with_cart,
     rank_with_dual_tower,
@@ -35,7 +36,7 @@ RESULTS = Path(__file__).parent / "results"
 def single_item_texts(pairs: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame:
     """Training texts of exactly one item, one row each, as evaluation `queries` (split test)."""
     training = pairs[~pairs.is_validation]
-    key = training.text.str.lower().str.replace(r"[^\w ]", "", regex=True).str.split().str.join(" ")
+    key = normalise_text(training.text)
     owners = training.groupby(key).item_id.transform("nunique")
     single = training[owners == 1].loc[lambda t: ~key[t.index].duplicated()]
     item_split = queries.drop_duplicates("item_id").set_index("item_id").split
