@@ -140,20 +140,32 @@ def late_validation_mrr(project: Path, label: str, seed: int, modality: str, las
     return float(sum(values) / len(values)) if values else float("nan")
 
 
+def validation_metrics(per_seed: pd.DataFrame) -> list[str]:
+    """The validation columns the frame has: the selected epoch's, and the late-epoch one."""
+    return [m for m in ("val MRR@10", LATE) if m in per_seed]
+
+
+def gains_over_base(per_seed: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Each row's ``metrics`` minus those of `base` at the same modality, system and seed
+    (a paired gain; `base` rows get 0), in the frame's row order."""
+    keys = ["modality", "system", "seed"]
+    base = per_seed[per_seed.lever == "base"].set_index(keys)
+    paired = base.reindex(pd.MultiIndex.from_frame(per_seed[keys]))
+    return pd.DataFrame(
+        {m: per_seed[m].to_numpy(float) - paired[m].to_numpy(float) for m in metrics},
+        index=per_seed.index,
+    )
+
+
 def validation_agreement(per_seed: pd.DataFrame, system: str = "cart") -> pd.DataFrame:
     """Does a lever's validation gain over `base` predict its test gain? Over every (lever,
     seed) pair of ``system``, each paired validation gain against each paired test gain:
     Pearson and Spearman correlation. Near 0 means the validation split cannot choose among
     these levers, whatever rule reads it."""
-    keys = ["modality", "system", "seed"]
     runs = per_seed[per_seed.system == system]
-    base = runs[runs.lever == "base"].set_index(keys)
-    levers = runs[runs.lever != "base"]
-    paired = base.reindex(pd.MultiIndex.from_frame(levers[keys]))
-    validation = [m for m in ("val MRR@10", LATE) if m in per_seed]
-    gains = pd.DataFrame(
-        {m: levers[m].to_numpy(float) - paired[m].to_numpy(float) for m in (*validation, *METRICS)}
-    ).assign(modality=levers.modality.to_numpy())
+    validation = validation_metrics(per_seed)
+    gains = gains_over_base(runs, [*validation, *METRICS])[runs.lever != "base"]
+    gains["modality"] = runs.modality
     rows = []
     for modality, g in gains.groupby("modality"):
         for v in validation:
@@ -179,12 +191,9 @@ def seed_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Per (lever, modality, system): mean ± sd over seeds of the validation MRR@10 (and, where
     the frame has it, of the late-epoch one) and the test metrics, and the validation MRR@10
     paired with `base` at each seed (needs `base`)."""
-    keys = ["modality", "system", "seed"]
-    base = per_seed[per_seed.lever == "base"].set_index(keys)
-    paired = base.reindex(pd.MultiIndex.from_frame(per_seed[keys]))
-    validation = [m for m in ("val MRR@10", LATE) if m in per_seed]
-    gains = {m: per_seed[m].to_numpy(float) - paired[m].to_numpy(float) for m in validation}
-    frame = per_seed.assign(**{f"gain {m}": g for m, g in gains.items()})
+    validation = validation_metrics(per_seed)
+    gains = gains_over_base(per_seed, validation)
+    frame = per_seed.assign(**{f"gain {m}": gains[m] for m in validation})
     rows = []
     for (lever, modality, system), g in frame.groupby(["lever", "modality", "system"], sort=False):
         g = g.sort_values("seed")

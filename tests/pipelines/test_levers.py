@@ -74,7 +74,7 @@ def test_validation_agreement_correlates_paired_gains_over_levers_and_seeds():
 
     from cart_pipeline.levers import validation_agreement
 
-    # "good" and "bad" levers whose test gain is twice, or minus, their validation gain
+    # a lever whose test gain is twice its validation gain at every seed (and, below, minus)
     rows = [("base", seed, 0.30, 0.20) for seed in (1, 2, 3)]
     rows += [("good", 1, 0.31, 0.22), ("good", 2, 0.33, 0.26), ("good", 3, 0.29, 0.18)]
     per_seed = pd.DataFrame(
