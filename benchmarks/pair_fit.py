@@ -2,9 +2,9 @@
 
 Before asking how CART generalises to held-out queries, ask whether it learned what it was
 trained on. Every training text that belongs to exactly one item (case and punctuation
-ignored, as the leakage guards compare texts) is searched as a query, and its own item is the relevant one: CART, the dual tower
-and the pair lookup, through the evaluation stage's own ranking functions (ties against the
-relevant item), grouped by the split of the item (train items: their human descriptions;
+ignored, as the leakage guards compare texts) is searched as a query, its own item the
+relevant one: CART, the dual tower and the pair lookup, through the evaluation stage's own
+ranking functions (ties against the relevant item), grouped by the split of the item (train items: their human descriptions;
 test and validation items: their pseudo-queries) and the text's source. Validation texts are
 not training texts and are left out. Reads the project's newest artifacts of one modality,
 i.e. those of its last `kedro run`.
@@ -47,22 +47,19 @@ def single_item_texts(pairs: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFram
 
 def fit_table(catalog, params: dict, modality: str) -> pd.DataFrame:
     load = lambda name: catalog.load(f"{modality}.{name}")  # noqa: E731
-    texts = single_item_texts(load("training_pairs"), load("queries"))
+    pairs, candidates = load("training_pairs"), load("candidate_features")
+    texts = single_item_texts(pairs, load("queries"))
     # every training text's pooled embedding, human and pseudo, in one lookup table
     features = pd.concat([load("query_features"), load("pseudo_query_features")])
     evaluation, encoder = params["evaluation"], params["feature_extraction"]["text_encoder"]
+    no_more_features = features.iloc[:0]  # the pseudo-queries' are in `features` already
     rankings = {
         "cart": rank_with_cart(load("cart_decoder"), texts, evaluation, encoder, "cpu")[0],
         "dual_tower": rank_with_dual_tower(
-            load("dual_tower"), texts, features, load("candidate_features"), evaluation, encoder
+            load("dual_tower"), texts, features, candidates, evaluation, encoder
         )[0],
         "pair_lookup": rank_with_pair_lookup(
-            load("training_pairs"),
-            texts,
-            features,
-            features.iloc[:0],  # already in `features`
-            load("candidate_features"),
-            evaluation,
+            pairs, texts, features, no_more_features, candidates, evaluation
         )[0],
     }
     rows = []
