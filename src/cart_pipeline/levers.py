@@ -17,9 +17,16 @@ Output: data/08_reporting/levers/levers.{csv,md}.
 
 With ``--seeds`` every lever runs once per seed (`seed=<s>`, the split stays fixed), and
 levers_seeds.{csv,md} hold mean ± sd over the seeds, with each lever's validation MRR@10
-minus the `base` run's of the same seed: a lever is adopted only when that paired gain is
-positive at every seed (README, "Quality levers"), since one seed's validation gain of a few
-thousandths has vanished over three before.
+minus the `base` run's of the same seed. Every seed validates on the same ~95 image queries,
+though, so seeds average out training noise but never the draw of those queries.
+
+With ``--folds 0 1 2`` every lever runs once per validation fold (`ingest.validation_fold`:
+disjoint validation sets carved from the non-test items; the test split stays fixed), after
+re-ingesting for that fold. levers_folds.{csv,md} then also pool each lever's per-query
+validation ranks over the folds, paired query by query with `base` of the same fold and
+seed, into one validation MRR@10 gain with a 95 % bootstrap CI over ~3 x 95 distinct queries.
+The rule (README, "Quality levers"): a lever is adopted only when that pooled gain's CI lies
+above 0. (Combined with ``--seeds``, a query repeats once per seed, so the CI is optimistic.)
 """
 
 from __future__ import annotations
@@ -30,10 +37,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
+from cart_pipeline.core.metrics import paired_comparison
 from cart_pipeline.runs import kedro, latest_by, markdown_table
 
 logger = logging.getLogger("cart_pipeline.levers")
@@ -119,17 +128,21 @@ def lever_table(results: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def late_validation_mrr(project: Path, label: str, seed: int, modality: str, last: int) -> float:
+def late_validation_mrr(
+    project: Path, label: str, seed: int, modality: str, last: int, fold: int | None = None
+) -> float:
     """Mean validation MRR@10 of the last ``last`` epochs of the newest MLflow run labelled
-    ``label`` at ``seed``: a fixed point of the schedule, free of the upward bias of the
-    selected epoch's value (the best of 15 noisy ones, which also picked the checkpoint)."""
+    ``label`` at ``seed`` (and validation ``fold``): a fixed point of the schedule, free of the
+    upward bias of the selected epoch's value (the best of 15 noisy ones, which also picked
+    the checkpoint)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(
         experiments,
-        filter_string=f"tags.run_label = '{label}' and tags.seed = '{seed}'",
+        filter_string=f"tags.run_label = '{label}' and tags.seed = '{seed}'"
+        + (f" and tags.validation_fold = '{fold}'" if fold is not None else ""),
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -146,9 +159,9 @@ def validation_metrics(per_seed: pd.DataFrame) -> list[str]:
 
 
 def gains_over_base(per_seed: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Each row's ``metrics`` minus those of `base` at the same modality, system and seed
-    (a paired gain; `base` rows get 0), in the frame's row order."""
-    keys = ["modality", "system", "seed"]
+    """Each row's ``metrics`` minus those of `base` at the same modality, system, seed and
+    validation fold (a paired gain; `base` rows get 0), in the frame's row order."""
+    keys = ["modality", "system", "seed", *(["fold"] if "fold" in per_seed else [])]
     base = per_seed[per_seed.lever == "base"].set_index(keys)
     paired = base.reindex(pd.MultiIndex.from_frame(per_seed[keys]))
     return pd.DataFrame(
@@ -188,24 +201,68 @@ def validation_agreement(per_seed: pd.DataFrame, system: str = "cart") -> pd.Dat
 
 
 def seed_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
-    """Per (lever, modality, system): mean ± sd over seeds of the validation MRR@10 (and, where
-    the frame has it, of the late-epoch one) and the test metrics, and the validation MRR@10
-    paired with `base` at each seed (needs `base`)."""
+    """Per (lever, modality, system): mean ± sd over its runs (seeds, and validation folds
+    where the frame has a `fold` column) of the validation MRR@10 (and, where the frame has
+    it, of the late-epoch one) and the test metrics, and the validation MRR@10 paired with
+    `base` at each run (needs `base`), in (fold, seed) order."""
     validation = validation_metrics(per_seed)
     gains = gains_over_base(per_seed, validation)
     frame = per_seed.assign(**{f"gain {m}": gains[m] for m in validation})
+    order = ["fold", "seed"] if "fold" in frame else ["seed"]
     rows = []
     for (lever, modality, system), g in frame.groupby(["lever", "modality", "system"], sort=False):
-        g = g.sort_values("seed")
-        row = {"lever": lever, "modality": modality, "system": system, "seeds": len(g)}
+        g = g.sort_values(order)
+        row = {"lever": lever, "modality": modality, "system": system, "runs": len(g)}
         for metric in (*validation, *METRICS):
             v = g[metric].astype(float)
             row[metric] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else v.iloc[0]
         if lever != "base":
             for m in validation:
                 row[f"{m} gain vs base"] = " ".join(f"{x:+.3f}" for x in g[f"gain {m}"])
-            row["gain at every seed"] = bool((g["gain val MRR@10"] > 0).all())
+            row["gain at every run"] = bool((g["gain val MRR@10"] > 0).all())
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pooled_validation_gain(
+    results: dict[tuple[str, int, int], dict], n_boot: int = 1000
+) -> pd.DataFrame:
+    """CART's validation gain of each lever over `base`, query by query: ``results`` maps
+    (lever, seed, fold) to a run's metrics.json; each lever's per-query validation ranks are
+    paired with base's of the same seed and fold, pooled over its runs, and compared by
+    :func:`paired_comparison` (MRR@10, R@1, R@10 differences with 95 % bootstrap CIs). A
+    lever is `adopted` only when the MRR@10 gain's CI lies above 0."""
+    rows = []
+    levers = sorted({lever for lever, _, _ in results} - {"base"}, key=list(LEVERS).index)
+    for lever in levers:
+        runs = sorted((seed, fold) for name, seed, fold in results if name == lever)
+        for modality in results[(lever, *runs[0])]["by_modality"]:
+            ours, base = [], []
+            for seed, fold in runs:
+                a = results[(lever, seed, fold)]["by_modality"][modality]["cart"]["validation"]
+                b = results[("base", seed, fold)]["by_modality"][modality]["cart"]["validation"]
+                if "ranks" not in a or a["query_ids"] != b.get("query_ids"):
+                    raise ValueError(
+                        f"{lever} and base at seed {seed}, fold {fold} ({modality}) lack the same "
+                        "per-query validation ranks: rerun both with this version"
+                    )
+                ours.append(a["ranks"])
+                base.append(b["ranks"])
+            ours_ranks, base_ranks = np.concatenate(ours), np.concatenate(base)
+            diff = paired_comparison(ours_ranks, base_ranks, n_boot)
+            row = {
+                "lever": lever,
+                "modality": modality,
+                "runs": len(runs),
+                "validation queries": len(ours_ranks),
+            }
+            for metric in ("MRR@10", "R@1", "R@10"):
+                lo, hi = diff[metric]["diff_ci95"]
+                row[f"val {metric} gain"] = diff[metric]["diff"]
+                row[f"val {metric} gain 95% CI"] = f"[{lo:+.3f}, {hi:+.3f}]"
+            row["p (MRR@10)"] = diff["MRR@10"]["p_bootstrap"]
+            row["adopted"] = bool(diff["MRR@10"]["diff_ci95"][0] > 0)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -250,6 +307,34 @@ def run_levers(project: Path, names: list[str], extra_params: str) -> None:
         defaults_on_disk = decoder_only(name) or name == "base"
 
 
+def ingest_fold(project: Path, fold: int, extra_params: str) -> None:
+    """Re-carve the split for validation ``fold`` (the test split does not move) and pass it
+    through feature extraction; the features themselves do not depend on the split."""
+    params = ",".join(p for p in (extra_params, f"ingest.validation_fold={fold}") if p)
+    kedro(project, "--pipelines", "ingest,feature_extraction", "--params", params)
+
+
+def replicated_runs(
+    project: Path, names: list[str], seeds: list[int] | None, folds: list[int] | None
+) -> dict[tuple[str, int, int], dict]:
+    """The newest saved metrics of each lever at each requested seed and fold, keyed by
+    (lever, seed, fold) as the runs recorded them."""
+    seed_of = (lambda m: m["config"]["seed"]) if seeds else (lambda m: None)
+    fold_of = (lambda m: m["config"].get("validation_fold", 0)) if folds else (lambda m: None)
+    wanted = [(f"lever-{n}", s, f) for n in names for s in seeds or [None] for f in folds or [None]]
+    results = latest_by(
+        project, wanted, lambda m: (m["config"].get("run_label"), seed_of(m), fold_of(m))
+    )
+    return {
+        (
+            label.removeprefix("lever-"),
+            m["config"]["seed"],
+            m["config"].get("validation_fold", 0),
+        ): m
+        for (label, _, _), m in results.items()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -263,61 +348,89 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds", nargs="+", type=int, help="run every lever once per seed (and `base` with them)"
     )
     parser.add_argument(
+        "--folds",
+        nargs="+",
+        type=int,
+        help="run every lever once per validation fold (and `base` with them), re-ingesting each",
+    )
+    parser.add_argument(
         "--report-only", action="store_true", help="rebuild the table from the saved runs"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     project = args.project.resolve()
-    names = list(dict.fromkeys(["base", *args.levers] if args.seeds else args.levers))
+    replicated = bool(args.seeds or args.folds)
+    names = list(dict.fromkeys(["base", *args.levers] if replicated else args.levers))
     if not args.report_only:
-        if not any((project / "data/04_feature").glob("*/query_features.parquet")):
-            kedro(project, "--pipelines", "ingest,feature_extraction")
-        for seed in args.seeds or [None]:
-            seeded = ",".join(p for p in (args.params, seed and f"seed={seed}") if p)
-            run_levers(project, names, seeded)
+        # fold 0, the default split, last: the project's newest artifacts are then the defaults'
+        for fold in sorted(args.folds, key=lambda f: f == 0) if args.folds else [None]:
+            if fold is not None:
+                ingest_fold(project, fold, args.params)
+            elif not any((project / "data/04_feature").glob("*/query_features.parquet")):
+                kedro(project, "--pipelines", "ingest,feature_extraction")
+            for seed in args.seeds or [None]:
+                extra = (
+                    args.params,
+                    seed and f"seed={seed}",
+                    fold is not None and f"ingest.validation_fold={fold}",
+                )
+                run_levers(project, names, ",".join(p for p in extra if p))
     out = project / "data/08_reporting/levers"
     out.mkdir(parents=True, exist_ok=True)
-    if args.seeds:
-        keys = [(f"lever-{n}", s) for s in args.seeds for n in names]
-        results = latest_by(
-            project, keys, lambda m: (m["config"].get("run_label"), m["config"]["seed"])
-        )
-        per_seed = pd.concat(
-            [
-                lever_table({label.removeprefix("lever-"): m}).assign(seed=seed)
-                for (label, seed), m in results.items()
-            ]
-        )
-        late = {  # CART's decoder only: the baselines have no epochs of their own here
-            (label.removeprefix("lever-"), seed, modality): late_validation_mrr(
-                project, label, seed, modality, LATE_EPOCHS
-            )
-            for label, seed in results
-            for modality in per_seed.modality.unique()
-        }
-        per_seed[LATE] = [
-            late[(r.lever, r.seed, r.modality)] if r.system == "cart" else float("nan")
-            for r in per_seed.itertuples()
-        ]
-        per_seed.to_csv(out / "levers_seeds_per_seed.csv", index=False)
-        table = seed_summary(per_seed)
-        table.to_csv(out / "levers_seeds.csv", index=False)
-        agreement = validation_agreement(per_seed)
-        agreement.to_csv(out / "levers_validation_agreement.csv", index=False)
-        (out / "levers_seeds.md").write_text(
-            f"mean ± sd over seeds {' '.join(map(str, args.seeds))}\n\n"
-            + markdown_table(table)
-            + "\n\nCART: paired validation gain vs paired test gain over (lever, seed)\n\n"
-            + markdown_table(agreement, digits=2)
-        )
-        print(markdown_table(agreement, digits=2))  # noqa: T201
-    else:
+    if not replicated:
         results = latest_by(
             project, [f"lever-{n}" for n in names], lambda m: m["config"].get("run_label")
         )
         table = lever_table({name.removeprefix("lever-"): m for name, m in results.items()})
         table.to_csv(out / "levers.csv", index=False)
         (out / "levers.md").write_text(markdown_table(table))
+        print(markdown_table(table))  # noqa: T201
+        return 0
+
+    runs = replicated_runs(project, names, args.seeds, args.folds)
+    per_run = pd.concat(
+        [
+            lever_table({lever: m}).assign(seed=seed, fold=fold)
+            for (lever, seed, fold), m in runs.items()
+        ]
+    )
+    late = {  # CART's decoder only: the baselines have no epochs of their own here
+        (lever, seed, fold, modality): late_validation_mrr(
+            project, f"lever-{lever}", seed, modality, LATE_EPOCHS, fold if args.folds else None
+        )
+        for lever, seed, fold in runs
+        for modality in per_run.modality.unique()
+    }
+    per_run[LATE] = [
+        late[(r.lever, r.seed, r.fold, r.modality)] if r.system == "cart" else float("nan")
+        for r in per_run.itertuples()
+    ]
+    table = seed_summary(per_run)
+    agreement = validation_agreement(per_run)
+    over = [("folds", args.folds), ("seeds", args.seeds)]
+    report = "mean ± sd over " + ", ".join(f"{k} {' '.join(map(str, v))}" for k, v in over if v)
+    report += "\n\n" + markdown_table(table)
+    if args.folds:
+        files = {"per run": "levers_folds_per_run", "summary": "levers_folds",
+                 "agreement": "levers_folds_validation_agreement"}  # fmt: skip
+        pooled = pooled_validation_gain(runs)
+        pooled.to_csv(out / "levers_folds_pooled.csv", index=False)
+        report += (
+            "\n\nCART: validation gain over base, query by query, pooled over the runs "
+            "(paired bootstrap; adopted: the MRR@10 gain's CI above 0)\n\n" + markdown_table(pooled)
+        )
+        print(markdown_table(pooled))  # noqa: T201
+    else:
+        files = {"per run": "levers_seeds_per_seed", "summary": "levers_seeds",
+                 "agreement": "levers_validation_agreement"}  # fmt: skip
+    report += (
+        "\n\nCART: paired validation gain vs paired test gain over (lever, run)\n\n"
+        + markdown_table(agreement, digits=2)
+    )
+    per_run.to_csv(out / f"{files['per run']}.csv", index=False)
+    table.to_csv(out / f"{files['summary']}.csv", index=False)
+    agreement.to_csv(out / f"{files['agreement']}.csv", index=False)
+    (out / f"{files['summary']}.md").write_text(report)
     print(markdown_table(table))  # noqa: T201
     return 0
 

@@ -63,10 +63,10 @@ def test_over_seeds_a_lever_is_paired_with_base_of_the_same_seed():
     assert table.loc["M_2", "val MRR@10 gain vs base"].split() == ["+0.050", "+0.010", "-0.010"]
     # the late-epoch validation is paired the same way; the adoption flag reads the selected one
     assert table.loc["M_2", f"{LATE} gain vs base"].split() == ["+0.030", "-0.010", "-0.030"]
-    assert not table.loc["M_2", "gain at every seed"]
-    assert table.loc["k_15", "gain at every seed"]
+    assert not table.loc["M_2", "gain at every run"]
+    assert table.loc["k_15", "gain at every run"]
     assert table.loc["base", "val MRR@10"] == "0.310 ± 0.010"
-    assert table.loc["M_2", "seeds"] == 3
+    assert table.loc["M_2", "runs"] == 3
 
 
 def test_validation_agreement_correlates_paired_gains_over_levers_and_seeds():
@@ -95,3 +95,37 @@ def test_validation_agreement_correlates_paired_gains_over_levers_and_seeds():
     assert validation_agreement(flipped).set_index("test gain").loc["R@1", "pearson"] == (
         pytest.approx(-1.0)
     )
+
+
+def _run(ranks: list[int], query_ids: list[str]) -> dict:
+    """A metrics.json as the evaluation writes it, reduced to CART's validation ranks."""
+    validation = {"mrr10": 0.0, "query_ids": query_ids, "ranks": ranks}
+    return {"by_modality": {"image": {"cart": {"validation": validation}}}}
+
+
+def test_pooled_validation_gain_pairs_each_query_with_base_of_its_fold():
+    from cart_pipeline.levers import pooled_validation_gain
+
+    # two folds of 40 distinct queries; base ranks each item 2nd (RR 0.5)
+    folds = {f: [f"q{f}-{i}" for i in range(40)] for f in (0, 1)}
+    base = {("base", 7, f): _run([2] * 40, ids) for f, ids in folds.items()}
+    # M_2 puts 30 of each fold's 40 queries first and misses 10 (RR 0): +0.25 per query
+    better = {("M_2", 7, f): _run([1] * 30 + [21] * 10, ids) for f, ids in folds.items()}
+    # k_15 gains on fold 0 exactly what it loses on fold 1: pooled, no gain
+    mixed = {("k_15", 7, 0): _run([1] * 40, folds[0]), ("k_15", 7, 1): _run([21] * 40, folds[1])}
+
+    pooled = pooled_validation_gain({**base, **better, **mixed}).set_index("lever")
+
+    assert pooled.loc["M_2", "validation queries"] == 80
+    assert pooled.loc["M_2", "val MRR@10 gain"] == pytest.approx(0.25)
+    assert pooled.loc["M_2", "adopted"]  # its CI is above 0
+    assert pooled.loc["k_15", "val MRR@10 gain"] == pytest.approx(0.0)
+    assert not pooled.loc["k_15", "adopted"]
+
+
+def test_pooled_validation_gain_refuses_runs_validated_on_other_queries():
+    from cart_pipeline.levers import pooled_validation_gain
+
+    runs = {("base", 7, 0): _run([2, 2], ["a", "b"]), ("M_2", 7, 0): _run([1, 1], ["a", "c"])}
+    with pytest.raises(ValueError, match="M_2 and base at seed 7, fold 0 .* same per-query"):
+        pooled_validation_gain(runs)

@@ -153,6 +153,7 @@ def split_of(
     query_counts: pd.Series | None = None,
     min_validation_queries: int = 0,
     max_validation_fraction: float = 0.5,
+    validation_fold: int = 0,
 ) -> pd.Series:
     """'test', 'validation' or 'train' per row; rows with the same key share a split.
 
@@ -161,6 +162,9 @@ def split_of(
     ``validation_fraction`` of the rows *and* ``min_validation_queries`` queries
     (``query_counts`` per row, 1 by default), but never more than ``max_validation_fraction``
     of the rows. A small corpus thus still gets a validation set big enough to select on.
+    ``validation_fold`` k > 0 takes the k-th next block of as many keys instead (fold 0 is the
+    first): disjoint validation sets over the same test split, for cross-validating a setting
+    on more validation queries than one split holds.
     """
     draws = unit_draws(keys, seed)
     split = pd.Series(
@@ -183,7 +187,14 @@ def split_of(
     n_keys = min(
         n_keys, int(np.searchsorted(rows, max_validation_fraction * len(keys), side="right"))
     )
-    split[keys.isin(per_key.index[:n_keys])] = "validation"
+    n_folds = len(per_key) // max(n_keys, 1)
+    if not 0 <= validation_fold < n_folds:
+        raise ManifestError(
+            f"validation_fold {validation_fold} does not exist: the non-test items hold "
+            f"{n_folds} validation folds of {n_keys} items (folds 0 to {n_folds - 1})"
+        )
+    block = per_key.index[validation_fold * n_keys : (validation_fold + 1) * n_keys]
+    split[keys.isin(block)] = "validation"
     return split
 
 
@@ -194,6 +205,7 @@ def build_tables(
     validation_fraction: float = 0.0,
     min_validation_queries: int = 0,
     max_validation_fraction: float = 0.5,
+    validation_fold: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Valid manifest rows -> (candidates, human queries) per the docs/architecture.md contracts.
 
@@ -222,6 +234,7 @@ def build_tables(
             n_texts[rows],
             min_validation_queries,
             max_validation_fraction,
+            validation_fold,
         )
     valid = valid.assign(split=split)
 

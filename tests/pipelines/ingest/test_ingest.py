@@ -190,6 +190,20 @@ def test_validation_split_is_carved_beside_test_and_grows_to_enough_queries():
     ).sum() == 10
 
 
+def test_validation_folds_are_disjoint_blocks_over_the_same_test_split():
+    keys = pd.Series([f"item-{i}" for i in range(1000)])
+    folds = [split_of(keys, 7, 0.2, 0.1, validation_fold=k) for k in range(8)]
+    assert folds[0].equals(split_of(keys, 7, 0.2, 0.1)), "fold 0 is the default split"
+    for fold in folds[1:]:
+        assert fold[fold == "test"].index.equals(folds[0][folds[0] == "test"].index)
+        assert (fold == "validation").sum() == 100
+    validation = [set(f.index[f == "validation"]) for f in folds]
+    assert sum(len(v) for v in validation) == len(set().union(*validation)), "disjoint"
+    # 8 blocks of 100 fit in the ~800 non-test items, a 9th does not
+    with pytest.raises(ManifestError, match=r"validation_fold 8 does not exist: .*\(folds 0 to 7\)"):
+        split_of(keys, 7, 0.2, 0.1, validation_fold=8)
+
+
 def test_splits_are_carved_per_modality_and_a_group_is_test_everywhere():
     valid = pd.DataFrame(
         {

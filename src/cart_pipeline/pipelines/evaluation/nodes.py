@@ -77,10 +77,35 @@ def rank_with_cart(
     )
     info = {
         **_throughput(len(test), timing),
-        "validation": index.metadata.get("validation", {}),
+        "validation": {
+            **index.metadata.get("validation", {}),
+            **validation_ranks(index, queries, params),
+        },
         "model_version": index.version,
     }
     return rankings_frame(test.query_id.tolist(), index.item_ids, top, scores), info
+
+
+def validation_ranks(index: CartIndex, queries: pd.DataFrame, params: dict[str, Any]) -> dict:
+    """The kept checkpoint's rank of each validation query's item, searched as the test queries
+    (untimed; ties against the item): what the levers runner pools over validation folds to
+    compare two settings query by query (`cart_pipeline.levers`)."""
+    validation = heldout_queries(queries, index.item_ids, "validation")
+    if validation.empty:
+        return {}
+    top, scores, _ = index.search(
+        validation.text.tolist(),
+        top_k=int(params["top_k"]),
+        beam_size=int(params["beam_size"]),
+        batch_size=int(params["batch_size"]),
+        renormalise=params["trie_renormalise"],
+    )
+    rankings = rankings_frame(validation.query_id.tolist(), index.item_ids, top, scores)
+    ranks = relevant_ranks(rankings, validation[["query_id", "item_id"]], int(params["top_k"]))
+    return {
+        "query_ids": validation.query_id.tolist(),
+        "ranks": ranks.loc[validation.query_id].tolist(),
+    }
 
 
 def rank_with_dual_tower(
@@ -323,6 +348,7 @@ def run_config(
     decoder: dict[str, Any],
     captioning: dict[str, Any],
     evaluation: dict[str, Any],
+    ingest: dict[str, Any],
     seed: int,
     run_label: str,
 ) -> dict:
@@ -338,6 +364,8 @@ def run_config(
         "soft_targets": f"{decoder['soft_targets']['source']}:{float(decoder['soft_target_weight'])}",
         "pseudo_per_described_item": captioning["pseudo_per_described_item"],
         "seed": int(seed),
+        "split_seed": int(ingest["split_seed"]),
+        "validation_fold": int(ingest.get("validation_fold", 0)),
         "beam_size": int(evaluation["beam_size"]),
         "top_k": int(evaluation["top_k"]),
         "int8": bool(evaluation["int8"]),
@@ -350,6 +378,7 @@ def summarise(
     decoder: dict,
     captioning: dict,
     evaluation: dict,
+    ingest: dict,
     seed: int,
     run_label: str,
     *evaluations: dict,
@@ -358,7 +387,7 @@ def summarise(
     import mlflow
 
     config = run_config(
-        id_variant, identifier_space, decoder, captioning, evaluation, seed, run_label
+        id_variant, identifier_space, decoder, captioning, evaluation, ingest, seed, run_label
     )
     n_boot = int(evaluation["bootstrap_samples"])
     metrics: dict[str, Any] = {

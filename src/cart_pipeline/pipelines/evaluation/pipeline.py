@@ -120,6 +120,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "params:decoder_training",
                     "params:captioning",
                     "params:evaluation",
+                    "params:ingest",
                     "params:seed",
                     "params:run_label",
                     *[f"{m}.evaluation_metrics" for m in modalities],
