@@ -363,18 +363,24 @@ def main(argv: list[str] | None = None) -> int:
     names = list(dict.fromkeys(["base", *args.levers] if replicated else args.levers))
     if not args.report_only:
         # fold 0, the default split, last: the project's newest artifacts are then the defaults'
-        for fold in sorted(args.folds, key=lambda f: f == 0) if args.folds else [None]:
-            if fold is not None:
-                ingest_fold(project, fold, args.params)
-            elif not any((project / "data/04_feature").glob("*/query_features.parquet")):
-                kedro(project, "--pipelines", "ingest,feature_extraction")
-            for seed in args.seeds or [None]:
-                extra = (
-                    args.params,
-                    seed and f"seed={seed}",
-                    fold is not None and f"ingest.validation_fold={fold}",
-                )
-                run_levers(project, names, ",".join(p for p in extra if p))
+        ingested = None  # the validation fold on disk, when this runner changed it
+        try:
+            for fold in sorted(args.folds, key=lambda f: f == 0) if args.folds else [None]:
+                if fold is not None:
+                    ingest_fold(project, fold, args.params)
+                    ingested = fold
+                elif not any((project / "data/04_feature").glob("*/query_features.parquet")):
+                    kedro(project, "--pipelines", "ingest,feature_extraction")
+                for seed in args.seeds or [None]:
+                    extra = (
+                        args.params,
+                        seed and f"seed={seed}",
+                        fold is not None and f"ingest.validation_fold={fold}",
+                    )
+                    run_levers(project, names, ",".join(p for p in extra if p))
+        finally:
+            if ingested not in (None, 0):  # an interrupted runner leaves the default split
+                ingest_fold(project, 0, args.params)
     out = project / "data/08_reporting/levers"
     out.mkdir(parents=True, exist_ok=True)
     if not replicated:

@@ -238,6 +238,17 @@ def test_evaluation_slice_reports_every_system_with_intervals(upstream):
             assert values["same_description"]["R@10"] >= values["R@10"]
         assert "cart_vs_pair_lookup" in metrics["comparisons"][group]
     json.dumps(metrics)  # JSON-ready as saved
+    assert metrics["config"]["validation_fold"] == 0
+    # CART's per-query validation ranks, which the levers runner pools over validation folds
+    for modality in MODALITIES:
+        validation = metrics["by_modality"][modality]["cart"]["validation"]
+        queries = catalog[f"{modality}.queries"].load()
+        assert sorted(validation["query_ids"]) == sorted(
+            queries.query_id[queries.split == "validation"]
+        )
+        top_k = metrics["config"]["top_k"]
+        assert all(1 <= r <= top_k + 1 for r in validation["ranks"])
+        assert len(validation["ranks"]) == len(validation["query_ids"])
     assert "<table" in catalog["report"].load()
     # the evaluated index, packaged for cart-search and the served model, carries its numbers
     modality = MODALITIES[0]

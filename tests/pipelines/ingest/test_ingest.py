@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -200,7 +201,9 @@ def test_validation_folds_are_disjoint_blocks_over_the_same_test_split():
     validation = [set(f.index[f == "validation"]) for f in folds]
     assert sum(len(v) for v in validation) == len(set().union(*validation)), "disjoint"
     # 8 blocks of 100 fit in the ~800 non-test items, a 9th does not
-    with pytest.raises(ManifestError, match=r"validation_fold 8 does not exist: .*\(folds 0 to 7\)"):
+    with pytest.raises(
+        ManifestError, match=r"validation_fold 8 does not exist: .*\(folds 0 to 7\)"
+    ):
         split_of(keys, 7, 0.2, 0.1, validation_fold=8)
 
 
@@ -256,7 +259,11 @@ def test_extra_text_columns_become_extra_human_queries(small_dataset):
 
 
 def ingest_catalog(
-    manifest: pd.DataFrame, root: Path, rejects: Path, modalities: tuple = ("image", "audio")
+    manifest: pd.DataFrame,
+    root: Path,
+    rejects: Path,
+    modalities: tuple = ("image", "audio"),
+    **ingest: Any,
 ) -> DataCatalog:
     from kedro_datasets.pandas import CSVDataset
 
@@ -274,6 +281,7 @@ def ingest_catalog(
                     "known_modalities": KNOWN,
                     "max_rejected_share": 0.1,
                     "check_media_decodes": True,
+                    **ingest,
                 }
             ),
             "params:dataset_root": MemoryDataset(str(root)),
@@ -290,6 +298,25 @@ def test_ingest_pipeline_slice_with_sequential_runner(small_dataset, tmp_path):
     queries = catalog["queries"].load()
     assert len(candidates) == 12 and len(queries) == 12
     assert catalog["rejected_items"].load().empty
+
+
+def test_ingest_carves_the_validation_fold_it_is_given_and_keeps_the_test_split(
+    small_dataset, tmp_path
+):
+    root, rows = small_dataset
+    splits = []
+    for fold in (0, 1):
+        catalog = ingest_catalog(rows, root, tmp_path / "rejects.csv", validation_fold=fold)
+        SequentialRunner().run(create_pipeline(), catalog)
+        splits.append(catalog["candidates"].load().set_index("item_id").split)
+    default, other = splits
+    assert other[other == "test"].index.equals(default[default == "test"].index)
+    assert (other == "validation").sum() == (default == "validation").sum() > 0
+    assert not set(other.index[other == "validation"]) & set(default.index[default == "validation"])
+
+    catalog = ingest_catalog(rows, root, tmp_path / "rejects.csv", validation_fold=9)
+    with pytest.raises(ManifestError, match="validation_fold 9 does not exist"):
+        SequentialRunner().run(create_pipeline(), catalog)
 
 
 def test_a_stopped_ingest_still_writes_this_runs_rejects(small_dataset, tmp_path):
