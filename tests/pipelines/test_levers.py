@@ -114,13 +114,25 @@ def test_pooled_validation_gain_pairs_each_query_with_base_of_its_fold():
     # k_15 gains on fold 0 exactly what it loses on fold 1: pooled, no gain
     mixed = {("k_15", 7, 0): _run([1] * 40, folds[0]), ("k_15", 7, 1): _run([21] * 40, folds[1])}
 
-    pooled = pooled_validation_gain({**base, **better, **mixed}).set_index("lever")
+    # n_layers_6 gains a lot on fold 0 and loses a little on fold 1: a pooled CI above 0 from
+    # one run's model is not enough (the CI holds each run's training fixed)
+    lucky = {
+        ("n_layers_6", 7, 0): _run([1] * 40, folds[0]),
+        ("n_layers_6", 7, 1): _run([2] * 38 + [3] * 2, folds[1]),
+    }
+
+    runs = {**base, **better, **mixed, **lucky}
+    pooled = pooled_validation_gain(runs).set_index("lever")
 
     assert pooled.loc["M_2", "validation queries"] == 80
     assert pooled.loc["M_2", "val MRR@10 gain"] == pytest.approx(0.25)
     assert pooled.loc["M_2", "adopted"]  # its CI is above 0
+    assert pooled.loc["M_2", "val MRR@10 gain per run"] == "+0.250 +0.250"
     assert pooled.loc["k_15", "val MRR@10 gain"] == pytest.approx(0.0)
     assert not pooled.loc["k_15", "adopted"]
+    lo = float(pooled.loc["n_layers_6", "val MRR@10 gain 95% CI"].strip("[]").split(",")[0])
+    assert lo > 0 and pooled.loc["n_layers_6", "val MRR@10 gain per run"] == "+0.500 -0.008"
+    assert not pooled.loc["n_layers_6", "adopted"]
 
 
 def test_pooled_validation_gain_refuses_runs_validated_on_other_queries():
