@@ -178,8 +178,8 @@ def validation_agreement(per_seed: pd.DataFrame, system: str = "cart") -> pd.Dat
     these levers, whatever rule reads it."""
     runs = per_seed[per_seed.system == system]
     validation = validation_metrics(per_seed)
-    gains = gains_over_base(runs, [*validation, *METRICS])[runs.lever != "base"]
-    gains["modality"] = runs.modality
+    gains = gains_over_base(runs, [*validation, *METRICS]).assign(modality=runs.modality.to_numpy())
+    gains = gains[(runs.lever != "base").to_numpy()]
     rows = []
     for modality, g in gains.groupby("modality"):
         for v in validation:
@@ -405,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         [
             lever_table({lever: m}).assign(seed=seed, fold=fold)
             for (lever, seed, fold), m in runs.items()
-        ]
+        ],
+        ignore_index=True,
     )
     late = {  # CART's decoder only: the baselines have no epochs of their own here
         (lever, seed, fold, modality): late_validation_mrr(
