@@ -206,11 +206,14 @@ def build_tables(
     min_validation_queries: int = 0,
     max_validation_fraction: float = 0.5,
     validation_fold: int = 0,
+    indexed: list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Valid manifest rows -> (candidates, human queries) per the docs/architecture.md contracts.
 
     The split is carved per modality (each modality is its own index), from the same draw of
     each row's group (or item_id): a group is in the test split in every modality.
+    ``validation_fold`` applies to the ``indexed`` modalities (default: all); the others, which
+    this run does not index, keep fold 0, so a fold that only images have can be chosen.
     """
     text_columns = ["text"] + sorted(
         (c for c in valid.columns if c.startswith("text_") and c[5:].isdigit()),
@@ -225,17 +228,21 @@ def build_tables(
         axis=1
     )
     split = pd.Series("train", index=valid.index, dtype=object)
-    for _, rows in valid.groupby("modality", sort=False).groups.items():
-        split[rows] = split_of(
-            split_key[rows].astype(str),
-            seed,
-            test_fraction,
-            validation_fraction,
-            n_texts[rows],
-            min_validation_queries,
-            max_validation_fraction,
-            validation_fold,
-        )
+    for modality, rows in valid.groupby("modality", sort=False).groups.items():
+        fold = validation_fold if indexed is None or modality in indexed else 0
+        try:
+            split[rows] = split_of(
+                split_key[rows].astype(str),
+                seed,
+                test_fraction,
+                validation_fraction,
+                n_texts[rows],
+                min_validation_queries,
+                max_validation_fraction,
+                fold,
+            )
+        except ManifestError as error:
+            raise ManifestError(f"{modality}: {error}") from None
     valid = valid.assign(split=split)
 
     metadata = [

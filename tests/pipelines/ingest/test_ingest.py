@@ -315,8 +315,30 @@ def test_ingest_carves_the_validation_fold_it_is_given_and_keeps_the_test_split(
     assert not set(other.index[other == "validation"]) & set(default.index[default == "validation"])
 
     catalog = ingest_catalog(rows, root, tmp_path / "rejects.csv", validation_fold=9)
-    with pytest.raises(ManifestError, match="validation_fold 9 does not exist"):
+    with pytest.raises(ManifestError, match="image: validation_fold 9 does not exist"):
         SequentialRunner().run(create_pipeline(), catalog)
+
+
+def test_a_fold_only_the_indexed_modality_has_leaves_the_others_on_the_default_split():
+    keys = [f"s{i}" for i in range(100)]
+    valid = pd.DataFrame(
+        {
+            "item_id": [f"image:{k}" for k in keys] + [f"audio:{k}" for k in keys[:4]],
+            "modality": ["image"] * 100 + ["audio"] * 4,
+            "media_path": "x",
+            "text": "t",
+        }
+    )
+    args = dict(seed=1, test_fraction=0.2, validation_fraction=0.1)
+    default, _ = build_tables(valid, **args)
+    with pytest.raises(ManifestError, match="audio: validation_fold 5 does not exist"):
+        build_tables(valid, **args, validation_fold=5)
+
+    fold5, _ = build_tables(valid, **args, validation_fold=5, indexed=["image"])
+    image, audio = (fold5.modality == m for m in ("image", "audio"))
+    assert fold5.split[audio].equals(default.split[audio])
+    assert not fold5.split[image].equals(default.split[image])
+    assert (fold5.split[image] == "validation").sum() == 10
 
 
 def test_a_stopped_ingest_still_writes_this_runs_rejects(small_dataset, tmp_path):

@@ -59,6 +59,7 @@ def build_candidates_and_queries(
         min_validation_queries=int(params["min_validation_queries"]),
         max_validation_fraction=float(params["max_validation_fraction"]),
         validation_fold=int(params.get("validation_fold", 0)),
+        indexed=modalities,
     )
     counts = candidates.groupby(["modality", "split"]).size().unstack(fill_value=0)
     logger.info("candidates per modality and split:\n%s", counts.to_string())
