@@ -68,13 +68,7 @@ def rank_with_cart(
     if params["int8"]:
         index = index.int8()
     test = heldout_queries(queries, index.item_ids)
-    top, scores, timing = index.search(
-        test.text.tolist(),
-        top_k=int(params["top_k"]),
-        beam_size=int(params["beam_size"]),
-        batch_size=int(params["batch_size"]),
-        renormalise=params["trie_renormalise"],
-    )
+    top, scores, timing = search_cart(index, test, params)
     info = {
         **_throughput(len(test), timing),
         "validation": {
@@ -86,6 +80,17 @@ def rank_with_cart(
     return rankings_frame(test.query_id.tolist(), index.item_ids, top, scores), info
 
 
+def search_cart(index: CartIndex, queries: pd.DataFrame, params: dict[str, Any]):
+    """(top, scores, timing) of ``queries`` with the evaluation's beam settings."""
+    return index.search(
+        queries.text.tolist(),
+        top_k=int(params["top_k"]),
+        beam_size=int(params["beam_size"]),
+        batch_size=int(params["batch_size"]),
+        renormalise=params["trie_renormalise"],
+    )
+
+
 def validation_ranks(index: CartIndex, queries: pd.DataFrame, params: dict[str, Any]) -> dict:
     """The kept checkpoint's rank of each validation query's item, searched as the test queries
     (untimed; ties against the item): what the levers runner pools over validation folds to
@@ -93,13 +98,7 @@ def validation_ranks(index: CartIndex, queries: pd.DataFrame, params: dict[str, 
     validation = heldout_queries(queries, index.item_ids, "validation")
     if validation.empty:
         return {}
-    top, scores, _ = index.search(
-        validation.text.tolist(),
-        top_k=int(params["top_k"]),
-        beam_size=int(params["beam_size"]),
-        batch_size=int(params["batch_size"]),
-        renormalise=params["trie_renormalise"],
-    )
+    top, scores, _ = search_cart(index, validation, params)
     rankings = rankings_frame(validation.query_id.tolist(), index.item_ids, top, scores)
     ranks = relevant_ranks(rankings, validation[["query_id", "item_id"]], int(params["top_k"]))
     return {
