@@ -80,12 +80,16 @@ LEVERS: dict[str, str | dict] = {
     # objective and schedule
     "no_distillation": "decoder_training.soft_target_weight=0.0",
     "distill_0.8": "decoder_training.soft_target_weight=0.8",
+    # the dual tower's targets put ~0.11 of their mass on the pair's own item (entropy ~3.3
+    # nats), so at λ 0.5 the decoder is taught only ~0.56 on the item its text belongs to
+    "distill_0.25": "decoder_training.soft_target_weight=0.25",
     "siblings_0.2": "decoder_training.soft_target_weight=0.2,decoder_training.soft_targets.source=siblings",
     "epochs_10": "decoder_training.epochs=10",
     "epochs_20": "decoder_training.epochs=20",
     "lr_0.002": "decoder_training.lr=0.002",
     "ema_1": "decoder_training.ema_half_life=1.0",
     "ema_2": "decoder_training.ema_half_life=2.0",
+    "dropout_0": "decoder_training.dropout=0.0",  # no dropout, hence no R-Drop term either
     # scoring
     "trie_softmax": "decoder_training.trie_softmax=true",
     "trie_renormalise_search": "evaluation.trie_renormalise=true",
