@@ -220,8 +220,11 @@ def seed_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
         row = {"lever": lever, "modality": modality, "system": system, "runs": len(g)}
         for metric in (*validation, *METRICS):
             v = g[metric].astype(float)
-            row[metric] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else v.iloc[0]
-        if lever != "base":
+            if v.isna().all():  # a system without this metric (no validation of its own)
+                row[metric] = None
+            else:
+                row[metric] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else v.iloc[0]
+        if lever != "base" and g["val MRR@10"].notna().any():
             for m in validation:
                 row[f"{m} gain vs base"] = " ".join(f"{x:+.3f}" for x in g[f"gain {m}"])
             row["gain at every run"] = bool((g["gain val MRR@10"] > 0).all())

@@ -33,6 +33,7 @@ def test_only_decoder_and_search_levers_may_reuse_the_defaults_pairs_and_identif
 
 
 def test_over_seeds_a_lever_is_paired_with_base_of_the_same_seed():
+    import numpy as np
     import pandas as pd
 
     from cart_pipeline.levers import LATE, seed_summary
@@ -67,6 +68,12 @@ def test_over_seeds_a_lever_is_paired_with_base_of_the_same_seed():
     assert table.loc["k_15", "gain at every run"]
     assert table.loc["base", "val MRR@10"] == "0.310 ± 0.010"
     assert table.loc["M_2", "runs"] == 3
+    # a system with no validation of its own (cart_rerank) shows none, not "nan ± nan"
+    rerank = per_seed.assign(system="cart_rerank", **{"val MRR@10": np.nan, LATE: np.nan})
+    both = seed_summary(pd.concat([per_seed, rerank])).set_index(["lever", "system"])
+    assert pd.isna(both.loc[("base", "cart_rerank"), "val MRR@10"])
+    assert both.loc[("base", "cart_rerank"), "R@1"] == "0.200 ± 0.000"
+    assert pd.isna(both.loc[("M_2", "cart_rerank"), "val MRR@10 gain vs base"])
 
 
 def test_validation_agreement_correlates_paired_gains_over_levers_and_seeds():
