@@ -673,6 +673,20 @@ def test_sibling_targets_share_the_prefix_and_always_hold_the_target():
     assert 4 in capped[0].tolist() and len(capped[0]) == 2
 
 
+def test_target_summary_measures_the_mass_left_on_each_pairs_own_item():
+    from cart_pipeline.core.decoder.targets import target_summary
+
+    items = torch.tensor([[0, 1, -1], [3, 2, 1]])
+    probs = torch.tensor([[0.5, 0.5, 0.0], [0.25, 0.25, 0.5]])
+    # pair 0's item holds 0.5; pair 1's item (5) is not among the candidates: 0
+    summary = target_summary(items, probs, torch.tensor([0, 5]))
+    assert summary["own_item_mass"] == pytest.approx(0.25)
+    assert summary["entropy_nats"] == pytest.approx((np.log(2) + 1.5 * np.log(2)) / 2)
+    # one-hot targets on the own item: all the mass, no entropy
+    one_hot = target_summary(torch.tensor([[4], [7]]), torch.ones(2, 1), torch.tensor([4, 7]))
+    assert one_hot == {"own_item_mass": 1.0, "entropy_nats": pytest.approx(0.0)}
+
+
 def test_mixed_precision_training_runs_and_an_unknown_precision_is_refused(text_encoder):
     # bf16 autocast is meant for GPUs; torch runs it on the CPU too, which is what CI can test
     ids, ranges, vocab = semantic_ids(8, seed=3)

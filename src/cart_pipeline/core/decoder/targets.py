@@ -7,7 +7,8 @@ Sources (``decoder_training.soft_targets.source``):
     generalisation to items it knows only through pseudo-queries;
   * ``sibling_targets``: uniform over the items sharing the target's first tokens
     (prefix-aware targets).
-``prefix_soft_targets`` turns either into per-position token distributions along the trie.
+``prefix_soft_targets`` turns either into per-position token distributions along the trie;
+``target_summary`` says how much of a source's mass stays on the pairs' own items.
 """
 
 from __future__ import annotations
@@ -82,3 +83,17 @@ def sibling_targets(
     members[missing, -1] = own[missing]
     probs = (members >= 0).float()
     return members, probs / probs.sum(1, keepdim=True)
+
+
+def target_summary(
+    items: torch.Tensor, probs: torch.Tensor, target_items: torch.Tensor
+) -> dict[str, float]:
+    """Mean over pairs of the soft target's mass on the pair's own item and of its entropy
+    (nats): items, probs (P, K) as the sources return them, target_items (P,). With weight λ
+    the decoder is taught 1 − λ + λ · own_item_mass on the item its text belongs to."""
+    own = (items == torch.as_tensor(target_items)[:, None]) & (items >= 0)  # (P, K)
+    entropy = -(probs * probs.clamp(min=1e-12).log()).sum(1)  # (P,)
+    return {
+        "own_item_mass": float((probs * own).sum(1).mean()),
+        "entropy_nats": float(entropy.mean()),
+    }

@@ -19,7 +19,11 @@ from cart_pipeline.core.decoder import (
     decoder_to_checkpoint,
     train_decoder,
 )
-from cart_pipeline.core.decoder.targets import dual_tower_targets, sibling_targets
+from cart_pipeline.core.decoder.targets import (
+    dual_tower_targets,
+    sibling_targets,
+    target_summary,
+)
 from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.pairs import index_pairs, text_features_of
 from cart_pipeline.core.quantize.ids import Vocabulary
@@ -85,6 +89,17 @@ def train_cart_decoder(
             (query_features, pseudo_query_features),
             candidate_features,
         )
+        summary = target_summary(*soft, torch.as_tensor(rows[train]))
+        logger.info(
+            "%s: soft targets (%s, weight %.2f) hold %.3f of their mass on the pair's own item,"
+            " entropy %.2f nats",
+            modality,
+            params["soft_targets"]["source"],
+            train_config.soft_target_weight,
+            summary["own_item_mass"],
+            summary["entropy_nats"],
+        )
+        log_metrics(summary, prefix=f"{modality}.decoder.soft_target_")
     model = CartDecoder(config)
     if tune_text_layers:
         model.load_text_layers(encoder.top_layers(tune_text_layers))
