@@ -226,7 +226,9 @@ def seed_summary(per_seed: pd.DataFrame) -> pd.DataFrame:
                 row[metric] = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else v.iloc[0]
         if lever != "base" and g["val MRR@10"].notna().any():
             for m in validation:
-                row[f"{m} gain vs base"] = " ".join(f"{x:+.3f}" for x in g[f"gain {m}"])
+                gains_m = g[f"gain {m}"]
+                if gains_m.notna().any():  # the baselines have no late-epoch validation
+                    row[f"{m} gain vs base"] = " ".join(f"{x:+.3f}" for x in gains_m)
             row["gain at every run"] = bool((g["gain val MRR@10"] > 0).all())
         rows.append(row)
     return pd.DataFrame(rows)

@@ -74,6 +74,11 @@ def test_over_seeds_a_lever_is_paired_with_base_of_the_same_seed():
     assert pd.isna(both.loc[("base", "cart_rerank"), "val MRR@10"])
     assert both.loc[("base", "cart_rerank"), "R@1"] == "0.200 ± 0.000"
     assert pd.isna(both.loc[("M_2", "cart_rerank"), "val MRR@10 gain vs base"])
+    # a baseline validated only at its kept epoch has no late-epoch gain to show
+    tower = per_seed.assign(system="dual_tower", **{LATE: np.nan})
+    towers = seed_summary(pd.concat([per_seed, tower])).set_index(["lever", "system"])
+    assert pd.isna(towers.loc[("M_2", "dual_tower"), f"{LATE} gain vs base"])
+    assert towers.loc[("M_2", "dual_tower"), "val MRR@10 gain vs base"].startswith("+0.050")
 
 
 def test_validation_agreement_correlates_paired_gains_over_levers_and_seeds():
