@@ -12,7 +12,8 @@ once when their outputs are missing; each seed then runs the rest as an MLflow r
 (what `cart-search` serves) are the default configuration's.
 
 Writes data/08_reporting/seeds/: summary.csv (modality, system, metric, mean, sd, n_seeds,
-seeds), per_seed.csv and summary.md; the summary is also logged to MLflow as its own run.
+seeds), per_seed.csv, summary.md and report.html (the same as a page); the summary is also
+logged to MLflow as its own run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cart_pipeline.reporting.html import render_seed_report
 from cart_pipeline.runs import kedro, latest_by, markdown_table
 
 logger = logging.getLogger("cart_pipeline.seeds")
@@ -98,7 +100,8 @@ def log_to_mlflow(project: Path, summary: pd.DataFrame, label: str) -> None:
             mlflow.log_metrics(
                 {f"{key}.mean": row.mean, **({f"{key}.sd": row.sd} if np.isfinite(row.sd) else {})}
             )
-        mlflow.log_artifact(str(project / "data/08_reporting/seeds/summary.csv"))
+        for name in ("summary.csv", "report.html"):
+            mlflow.log_artifact(str(project / "data/08_reporting/seeds" / name))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         f"mean ± sd over seeds {' '.join(map(str, sorted(args.seeds)))} (strict relevance)\n\n"
         + markdown_table(table)
     )
+    (out / "report.html").write_text(render_seed_report(summary, per_seed), encoding="utf-8")
     log_to_mlflow(project, summary, args.label)
     print(markdown_table(table))  # noqa: T201
     return 0

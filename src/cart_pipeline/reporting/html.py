@@ -71,6 +71,12 @@ def _fmt_rank(value: Any) -> str:
     return "–" if number is None else f"{number:g}"
 
 
+def _fmt_mean_rank(value: Any) -> str:
+    """A mean (or sd) of ranks over seeds: one decimal, not every digit."""
+    number = _finite(value)
+    return "–" if number is None else f"{number:.1f}"
+
+
 def _fmt_count(value: Any) -> str:
     number = _finite(value)
     return "–" if number is None else f"{int(round(number)):,}"
@@ -599,7 +605,11 @@ def render_report(
         ("config", "Configuration"),
         ("notes", "Notes"),
     ]
-    body = "".join(sections)
+    return _page(title, links, "".join(sections))
+
+
+def _page(title: str, links: list[tuple[str, str]], body: str) -> str:
+    """The page around ``body``: inline CSS and a nav bar of the sections it holds."""
     nav = "".join(
         f'<a href="#{anchor}">{label}</a>' for anchor, label in links if f'id="{anchor}"' in body
     )
@@ -609,3 +619,71 @@ def render_report(
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head>"
         f"<body><main><h1>{_esc(title)}</h1><nav>{nav}</nav>{body}</main></body></html>\n"
     )
+
+
+def render_seed_report(
+    summary: pd.DataFrame, per_seed: pd.DataFrame, title: str = "CART over seeds"
+) -> str:
+    """One static HTML page for the seed runner: mean ± sd over seeds of every system's
+    metrics per modality (strict and same-description), and strict R@1 / R@10 seed by seed.
+
+    ``summary``: modality, system, metric, mean, sd, n_seeds (seeds.summary_table);
+    ``per_seed``: seed, modality, system, metric, value (seeds.per_seed_table).
+    """
+    columns = [c for c in _METRIC_COLUMNS if c[2] is not None and c[0] in set(summary.metric)]
+    header = "".join(f"<th>{_esc(label)}</th>" for _, label, _, _ in columns)
+    body: list[str] = []
+    for group, rows in summary.groupby("modality", sort=False):
+        cells = rows.pivot_table(
+            index="system", columns="metric", values=["mean", "sd"], aggfunc="first", sort=False
+        )
+        best = {}
+        for key, _, direction, _ in columns:
+            means = cells["mean"][key].dropna() if key in cells["mean"] else pd.Series()
+            if len(means) >= 2:  # "best" of one row says nothing
+                best[key] = means.max() if direction == "max" else means.min()
+        for i, system in enumerate(cells.index):
+            row = []
+            for key, _, _, fmt in columns:
+                fmt = _fmt_mean_rank if fmt is _fmt_rank else fmt
+                mean = _finite(cells["mean"].get(key, {}).get(system))
+                sd = _finite(cells["sd"].get(key, {}).get(system))
+                text = _esc(fmt(mean)) + (f" ± {_esc(fmt(sd))}" if sd is not None else "")
+                row.append(
+                    f'<td class="num">{f"<b>{text}</b>" if best.get(key) == mean else text}</td>'
+                )
+            group_cell = (
+                f'<th class="group" rowspan="{len(cells)}">{_esc(group)}</th>' if i == 0 else ""
+            )
+            css = ' class="group-start"' if i == 0 else ""
+            body.append(f"<tr{css}>{group_cell}<td>{_esc(system)}</td>{''.join(row)}</tr>")
+    n_seeds = sorted(per_seed.seed.unique().tolist())
+    means = (
+        '<section id="metrics"><h2>Mean ± sd over seeds</h2>'
+        f'<p class="muted">{len(n_seeds)} seeds ({_esc(" ".join(map(str, n_seeds)))}), the '
+        "split fixed. R@k and MRR@10 in %; sd over seeds (ddof 1). Strict relevance is the "
+        "headline; <i>same desc.</i> also counts any item whose human description equals the "
+        "query. Bold: best mean per column within a modality.</p>"
+        '<div class="scroll"><table class="metrics"><thead><tr><th>modality</th><th>system</th>'
+        f"{header}</tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
+    )
+    strict = per_seed[per_seed.metric.isin(["R@1", "R@10"])]
+    by_seed = strict.pivot_table(
+        index=["modality", "system"], columns=["metric", "seed"], values="value", sort=False
+    )
+    by_seed = by_seed[sorted(by_seed.columns, key=lambda c: (c[0] != "R@1", c[1]))]
+    seed_header = "".join(
+        f"<th>{_esc(metric)} · {_esc(seed)}</th>" for metric, seed in by_seed.columns
+    )
+    seed_rows = "".join(
+        f"<tr><td>{_esc(modality)}</td><td>{_esc(system)}</td>"
+        + "".join(f'<td class="num">{_esc(_fmt_percent(v))}</td>' for v in values)
+        + "</tr>"
+        for (modality, system), values in zip(by_seed.index, by_seed.to_numpy(), strict=True)
+    )
+    seeds = (
+        '<section id="seeds"><h2>Seed by seed</h2><p class="muted">Strict R@1 and R@10 in %.</p>'
+        '<div class="scroll"><table class="metrics"><thead><tr><th>modality</th><th>system</th>'
+        f"{seed_header}</tr></thead><tbody>{seed_rows}</tbody></table></div></section>"
+    )
+    return _page(title, [("metrics", "Mean ± sd"), ("seeds", "Seed by seed")], means + seeds)
