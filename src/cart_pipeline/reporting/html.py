@@ -637,11 +637,7 @@ def render_seed_report(
         cells = rows.pivot_table(
             index="system", columns="metric", values=["mean", "sd"], aggfunc="first", sort=False
         )
-        best = {}
-        for key, _, direction, _ in columns:
-            means = cells["mean"][key].dropna() if key in cells["mean"] else pd.Series()
-            if len(means) >= 2:  # "best" of one row says nothing
-                best[key] = means.max() if direction == "max" else means.min()
+        best = _best_per_column(cells["mean"].to_dict("index"), list(cells.index))
         for i, system in enumerate(cells.index):
             row = []
             for key, _, _, fmt in columns:
