@@ -296,21 +296,29 @@ def _metrics_section(metrics: Mapping[str, Any], systems: list[str]) -> str:
                         f'<br><small class="ci">[{_esc(fmt(ci[0]))}, {_esc(fmt(ci[1]))}]</small>'
                     )
                 cells.append(f'<td class="num">{text}</td>')
-            group_cell = (
-                f'<th class="group" rowspan="{len(group_systems)}">{_esc(group)}</th>'
-                if i == 0
-                else ""
-            )
-            css = ' class="group-start"' if i == 0 else ""
-            body.append(f"<tr{css}>{group_cell}<td>{_esc(system)}</td>{''.join(cells)}</tr>")
+            body.append(_system_row(group, i, len(group_systems), system, cells))
     return (
         '<section id="metrics"><h2>Retrieval metrics</h2>'
         '<p class="muted">R@k and MRR@10 in %, with the 95 % bootstrap CI over queries below. '
         "Strict relevance (the query's own item) is the headline; <i>same desc.</i> also counts "
         "any item whose human description equals the query. Bold: best per column within a "
         "modality (lower is better for median rank). Throughput in queries per second.</p>"
+        f"{_system_table(header, body)}</section>"
+    )
+
+
+def _system_row(group: str, i: int, n_rows: int, system: str, cells: list[str]) -> str:
+    """Row ``i`` of a modality's ``n_rows`` system rows; the first carries the modality cell."""
+    group_cell = f'<th class="group" rowspan="{n_rows}">{_esc(group)}</th>' if i == 0 else ""
+    css = ' class="group-start"' if i == 0 else ""
+    return f"<tr{css}>{group_cell}<td>{_esc(system)}</td>{''.join(cells)}</tr>"
+
+
+def _system_table(header: str, rows: list[str]) -> str:
+    """A scrolling table of (modality, system) rows under ``header``'s metric columns."""
+    return (
         '<div class="scroll"><table class="metrics"><thead><tr><th>modality</th><th>system</th>'
-        f"{header}</tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
+        f"{header}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
@@ -648,11 +656,7 @@ def render_seed_report(
                 row.append(
                     f'<td class="num">{f"<b>{text}</b>" if best.get(key) == mean else text}</td>'
                 )
-            group_cell = (
-                f'<th class="group" rowspan="{len(cells)}">{_esc(group)}</th>' if i == 0 else ""
-            )
-            css = ' class="group-start"' if i == 0 else ""
-            body.append(f"<tr{css}>{group_cell}<td>{_esc(system)}</td>{''.join(row)}</tr>")
+            body.append(_system_row(group, i, len(cells), system, row))
     n_seeds = sorted(per_seed.seed.unique().tolist())
     means = (
         '<section id="metrics"><h2>Mean ± sd over seeds</h2>'
@@ -660,8 +664,7 @@ def render_seed_report(
         "split fixed. R@k and MRR@10 in %; sd over seeds (ddof 1). Strict relevance is the "
         "headline; <i>same desc.</i> also counts any item whose human description equals the "
         "query. Bold: best mean per column within a modality.</p>"
-        '<div class="scroll"><table class="metrics"><thead><tr><th>modality</th><th>system</th>'
-        f"{header}</tr></thead><tbody>{''.join(body)}</tbody></table></div></section>"
+        f"{_system_table(header, body)}</section>"
     )
     strict = per_seed[per_seed.metric.isin(["R@1", "R@10"])]
     by_seed = strict.pivot_table(
@@ -671,15 +674,14 @@ def render_seed_report(
     seed_header = "".join(
         f"<th>{_esc(metric)} · {_esc(seed)}</th>" for metric, seed in by_seed.columns
     )
-    seed_rows = "".join(
+    seed_rows = [
         f"<tr><td>{_esc(modality)}</td><td>{_esc(system)}</td>"
         + "".join(f'<td class="num">{_esc(_fmt_percent(v))}</td>' for v in values)
         + "</tr>"
         for (modality, system), values in zip(by_seed.index, by_seed.to_numpy(), strict=True)
-    )
+    ]
     seeds = (
         '<section id="seeds"><h2>Seed by seed</h2><p class="muted">Strict R@1 and R@10 in %.</p>'
-        '<div class="scroll"><table class="metrics"><thead><tr><th>modality</th><th>system</th>'
-        f"{seed_header}</tr></thead><tbody>{seed_rows}</tbody></table></div></section>"
+        f"{_system_table(seed_header, seed_rows)}</section>"
     )
     return _page(title, [("metrics", "Mean ± sd"), ("seeds", "Seed by seed")], means + seeds)
