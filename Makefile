@@ -12,7 +12,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install run resume serve test viz viz-build mlflow-ui ablations seeds benchmark dataset lint clean-data
+.PHONY: install run run-emoji resume serve test test-fast viz viz-build mlflow-ui ablations seeds benchmark dataset lint clean-data
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/kedro run
 
+## The second shipped collection, emoji (conf/emoji: its own data/emoji outputs).
+run-emoji: install
+	$(BIN)/kedro run --env emoji
+
 ## Finish the newest `kedro run` that was interrupted or failed: only its unfinished nodes.
 resume: install
 	$(BIN)/kedro resume
@@ -37,6 +41,10 @@ resume: install
 ## The test suite (lint, unit, pipeline slices, end-to-end `kedro run`s, `kedro viz build`).
 test: install lint
 	$(BIN)/python -m pytest
+
+## The fast tier: core and pipeline units, no subprocess (`slow` marks the rest).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 viz: install
 	$(BIN)/kedro viz run
@@ -52,23 +60,24 @@ serve: install  # the search page on http://127.0.0.1:8765 (after `make run`)
 	$(BIN)/cart-search --serve
 
 ablations: install
-	$(BIN)/python -m cart_pipeline.ablations
+	$(BIN)/python -m experiments.ablations
 
-## Headline numbers: the pipeline once per seed (2026, 2027, 2025), then mean ± sd.
+## Headline numbers: the pipeline once per seed and collection, then mean ± sd.
 seeds: install
-	$(BIN)/python -m cart_pipeline.seeds
+	$(BIN)/python -m experiments.seeds
 
 benchmark: install
 	$(BIN)/python -m benchmarks.efficiency
 
-## Rebuild data/01_raw/tuxpaint from the Debian package (needs apt-get; not needed to run).
+## Rebuild the shipped collections from their Debian packages (needs apt-get; not needed to run).
 dataset: install
 	$(BIN)/python -m pip install --quiet -e ".[dataset]"
 	$(BIN)/python scripts/build_default_dataset.py
+	$(BIN)/python scripts/build_emoji_dataset.py
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts experiments
+	$(BIN)/ruff format --check src tests benchmarks scripts experiments
 
 clean-data:
 	find data -mindepth 1 -maxdepth 1 -not -name 01_raw -exec rm -rf {} +

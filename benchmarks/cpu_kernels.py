@@ -22,8 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from cart_pipeline.runs import kedro, markdown_table, saved_metrics
-from cart_pipeline.seeds import SEED_STAGES
+from experiments.runs import data_dir, kedro_run, markdown_table, saved_metrics, stages
 
 KERNELS = {
     "native": {},
@@ -34,7 +33,8 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def newest_identifiers(project: Path, modality: str) -> dict[str, str]:
-    versions = sorted((project / f"data/05_model_input/{modality}/semantic_ids.parquet").glob("*"))
+    folder = data_dir(project) / "05_model_input" / modality / "semantic_ids.parquet"
+    versions = sorted(folder.glob("*"))
     table = pq.read_table(versions[-1] / "semantic_ids.parquet", columns=["item_id", "id_str"])
     return dict(zip(*table.to_pydict().values(), strict=True))
 
@@ -48,9 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     project = args.project.resolve()
     identifiers, metrics = {}, {}
     for name, env in KERNELS.items():
-        label = f"kernels-{name}"
-        params = f"modalities=[{args.modality}],seed={args.seed},run_label={label}"
-        kedro(project, "--pipelines", SEED_STAGES, "--params", params, env=env)
+        params = {"modalities": [args.modality], "seed": args.seed, "run_label": f"kernels-{name}"}
+        kedro_run(project, stages("captioning"), params, environ=env)
         identifiers[name] = newest_identifiers(project, args.modality)
         metrics[name] = saved_metrics(project)[-1]["by_modality"][args.modality]
 

@@ -28,7 +28,7 @@ from cart_pipeline.pipelines.evaluation.nodes import (
     rank_with_dual_tower,
     rank_with_pair_lookup,
 )
-from cart_pipeline.runs import markdown_table
+from experiments.runs import markdown_table
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -66,7 +66,13 @@ def stage_rqvae(work: Path, args) -> dict:
 
     x = np.load(work / "x.npy")
     kmeans = KMeansResult(**np.load(work / "kmeans.npz"))
-    config = RQVAEConfig(epochs=args.rqvae_epochs, seed=args.seed, train_max_items=args.sample)
+    config = RQVAEConfig(
+        codebook_size=64,
+        epochs=args.rqvae_epochs,
+        batch_size=256,
+        seed=args.seed,
+        train_max_items=args.sample,
+    )
     codes = fine_codes_for_variant("cart", x, kmeans, config)
     sizes = np.array([codes.coarse_size, codes.fine_size])
     np.savez(work / "codes.npz", coarse=codes.coarse, fine=codes.fine, sizes=sizes)

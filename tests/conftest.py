@@ -19,6 +19,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = PROJECT_ROOT / "data" / "01_raw" / "tuxpaint"
 
 
+def project_parameters(env: str = "base") -> dict:
+    """The shipped parameters (conf/base, then ``env``), merged as a run merges them."""
+    from kedro.config import OmegaConfigLoader
+
+    from cart_pipeline.settings import CONFIG_LOADER_ARGS
+
+    args = {**CONFIG_LOADER_ARGS, "default_run_env": env}
+    return OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **args)["parameters"]
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return PROJECT_ROOT

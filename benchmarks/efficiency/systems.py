@@ -86,7 +86,13 @@ def build_identifiers(
     seconds["kmeans_s"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    rq_config = RQVAEConfig(epochs=rqvae_epochs, seed=seed, train_max_items=rqvae_train_max)
+    rq_config = RQVAEConfig(
+        codebook_size=64,
+        epochs=rqvae_epochs,
+        batch_size=256,
+        seed=seed,
+        train_max_items=rqvae_train_max,
+    )
     codes = fine_codes_for_variant("cart", x, kmeans, rq_config)
     seconds["rqvae_s"] = time.perf_counter() - started
 

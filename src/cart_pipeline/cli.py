@@ -19,10 +19,12 @@ from typing import Any
 import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.io.core import DatasetError
+from kedro.utils import find_kedro_project
 
+from cart_pipeline import run_lock
+from cart_pipeline.core.config import ConfigError
 from cart_pipeline.core.errors import InputError
 from cart_pipeline.hooks import RESUMES_ENV, RunInterrupted
-from cart_pipeline.pipelines.modalities import configure_run
 from cart_pipeline.resume import ResumeError, plan_resume
 
 VERBOSE_HELP = "show the full traceback of an error"
@@ -61,7 +63,8 @@ def _run_reporting_errors(run: Callable[[], Any], verbose: bool) -> None:
             click.echo(
                 "Finish the run with `kedro resume`: it runs only what did not finish.", err=True
             )
-        elif not isinstance(error, ResumeError):
+        elif not isinstance(error, (ResumeError, ConfigError, run_lock.ProjectLocked)):
+            # the run had started: what finished is saved, and resume runs the rest
             click.echo("Once fixed, `kedro resume` runs only what did not finish.", err=True)
         sys.exit(1)
 
@@ -71,11 +74,24 @@ def cli() -> None:
     """Project commands of cart-pipeline."""
 
 
+def _locked(run: Callable[[], Any]) -> Callable[[], Any]:
+    """``run`` holding the project's run lock (run_lock.py): a second run stops at once."""
+
+    def locked() -> None:
+        project = find_kedro_project(Path.cwd()) or Path.cwd()
+        run_lock.acquire(project)
+        try:
+            run()
+        finally:
+            run_lock.release(project)
+
+    return locked
+
+
 @cli.command(name="run", params=[*kedro_run.params], help=kedro_run.help)
 @click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
 def run(verbose: bool, **kwargs: Any) -> None:
-    configure_run(kwargs.get("env"), kwargs.get("conf_source"), kwargs.get("params"))
-    _run_reporting_errors(lambda: kedro_run.callback(**kwargs), verbose)
+    _run_reporting_errors(_locked(lambda: kedro_run.callback(**kwargs)), verbose)
 
 
 @cli.command()
@@ -106,7 +122,6 @@ def resume(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
             **({"conf_source": plan.run["conf_source"]} if plan.run.get("conf_source") else {}),
         )
         os.environ[RESUMES_ENV] = plan.original_run
-        configure_run(options["env"], options.get("conf_source"), options["params"])
         kedro_run.callback(**options)
 
-    _run_reporting_errors(_resume, verbose)
+    _run_reporting_errors(_locked(_resume), verbose)

@@ -13,8 +13,13 @@ import torch
 from kedro.framework.hooks import hook_impl
 from kedro.io import MemoryDataset
 
-from cart_pipeline.core.device import resolve_device
+from cart_pipeline import run_lock
+from cart_pipeline.core.config import ConfigError
 from cart_pipeline.core.errors import RunInterrupted
+from cart_pipeline.io.atomic import write_atomically
+from cart_pipeline.pipelines.modalities import use_run_modalities
+from cart_pipeline.pipelines.parameters import check_parameters
+from cart_pipeline.pipelines.tracking import mark_model_training
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +27,106 @@ JOURNAL_FOLDER = Path("data/09_tracking/runs")  # one record per `kedro run` (Ru
 RESUMES_ENV = "CART_RESUMES"  # set by `kedro resume`: the session id of the run it completes
 
 
+class ParametersHook:
+    """Checks every parameter of the run before anything runs (`pipelines/parameters.py`):
+    an unknown key, a bad value, an unavailable device or a missing dataset folder stops the
+    run with one line. Then hands the run's modalities to the pipeline registry, which Kedro
+    calls next."""
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        params = context.params
+        check_parameters(params)
+        root = Path(params["dataset_root"])
+        root = root if root.is_absolute() else Path(context.project_path) / root
+        if not (root / "manifest.csv").is_file():
+            raise ConfigError(
+                f"dataset_root {params['dataset_root']!r} holds no manifest.csv ({root}): set "
+                'dataset_root to your collection\'s folder (README, "Your own collection")'
+            )
+        if use_run_modalities(params["modalities"]):  # built for others: build them again
+            from kedro.framework.project import PACKAGE_NAME, pipelines
+
+            pipelines.configure(f"{PACKAGE_NAME}.pipeline_registry")
+
+
+class RunScopeHook:
+    """One writer per project, and within a run only that run's versions.
+
+    Takes the project's run lock (`run_lock.py`; `kedro run` and `kedro resume` take it before
+    the session starts, this covers runs started from Python), then pins every versioned
+    dataset of the run: one this run writes loads the version it wrote, any other the newest
+    version at the run's start. Kedro would otherwise load the newest version on disk at the
+    moment of loading, which another process may have written meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._acquired = False
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._project = Path(context.project_path)
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        self._acquired = run_lock.acquire(self._project)
+        pin_versions(catalog, pipeline, run_params["run_id"])
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._release()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._acquired:
+            run_lock.release(self._project)
+            self._acquired = False
+
+
+def pin_versions(catalog, pipeline, save_version: str) -> dict[str, str]:
+    """Fix the load version of every versioned dataset of ``pipeline`` for the run that saves
+    ``save_version``: its own for what it writes, the newest at this moment for the rest.
+    -> dataset name -> pinned load version."""
+    from kedro.io import AbstractVersionedDataset, Version
+    from kedro.io.core import DatasetError
+
+    produced, pinned = pipeline.all_outputs(), {}
+    catalog_logger = logging.getLogger("kedro.io.data_catalog")
+    quiet = logging.Filter()
+    quiet.filter = lambda record: not record.getMessage().startswith("Replacing dataset")
+    catalog_logger.addFilter(quiet)  # re-registering a dataset is what pinning is
+    try:
+        for name in sorted(pipeline.datasets()):
+            dataset = catalog.get(name)
+            # kedro-datasets' datasets are all "versionable": versioned only when configured so
+            if not isinstance(dataset, AbstractVersionedDataset) or not _versioned(dataset):
+                continue
+            if name in produced:
+                load = save_version
+            else:
+                try:
+                    load = dataset.resolve_load_version()
+                except DatasetError:  # no version yet: loading it says so, naming the path
+                    continue
+            catalog[name] = catalog.get(name, version=Version(load, save_version))
+            pinned[name] = load
+    finally:
+        catalog_logger.removeFilter(quiet)
+    logger.info("%d versioned datasets pinned to this run's versions", len(pinned))
+    return pinned
+
+
+def _versioned(dataset) -> bool:
+    """Whether a versionable dataset is configured as versioned (Kedro's resolvers say None
+    for a dataset that is not)."""
+    return dataset.resolve_save_version() is not None
+
+
 class TorchThreadsHook:
-    """Caps torch's intra-op threads at `num_threads` (parameters.yml) for the whole run, and
-    checks the `device` settings before any node runs.
+    """Caps torch's intra-op threads at `num_threads` (parameters.yml) for the whole run.
 
     On a small machine torch's default (all cores, plus inter-op threads) oversubscribes the
     CPU as soon as media decoding threads run beside it.
@@ -32,14 +134,44 @@ class TorchThreadsHook:
 
     @hook_impl
     def after_context_created(self, context) -> None:
-        threads = context.params.get("num_threads")
-        if threads:
-            torch.set_num_threads(int(threads))
-            logger.info("torch uses %d threads", int(threads))
-        # an unavailable `device` (shared or a stage's own) stops the run before any node runs
-        params = context.params
-        for group in ("", *(k for k, v in params.items() if isinstance(v, dict) and "device" in v)):
-            resolve_device(params[group]["device"] if group else params.get("device"))
+        threads = int(context.params["num_threads"])
+        torch.set_num_threads(threads)
+        logger.info("torch uses %d threads", threads)
+
+
+class RunNamesHook:
+    """Names each MLflow run by what it is — collection, pipelines, seed, label — instead of
+    `__default__`, so runs tell apart in the runs table, and marks the experiment as model
+    training so the MLflow UI (3.x) opens on that table rather than the GenAI overview."""
+
+    def __init__(self) -> None:
+        self._name: str | None = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        self._params = context.params
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict) -> None:
+        params, names = self._params, run_params.get("pipeline_names") or ["__default__"]
+        stages = "all stages" if names == ["__default__"] else "+".join(names)
+        collection = Path(str(params["dataset_root"])).name
+        self._name = f"{collection} · {stages} · seed {params['seed']} · {params['run_label']}"
+        self._apply()
+
+    @hook_impl
+    def before_node_run(self) -> None:
+        self._apply()
+
+    def _apply(self) -> None:
+        import mlflow
+
+        run = mlflow.active_run()  # kedro-mlflow opens it in its own before_pipeline_run
+        if self._name is None or run is None:
+            return
+        mlflow.set_tag("mlflow.runName", self._name)
+        mark_model_training(run.info.experiment_id)
+        self._name = None
 
 
 class InterruptedRunsHook:
@@ -217,7 +349,4 @@ class RunJournalHook:
     def _write(self) -> None:
         if self._path is None:
             return
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self._path.with_name(self._path.name + ".partial")
-        partial.write_text(json.dumps(self._entry, indent=1, default=str))
-        os.replace(partial, self._path)
+        write_atomically(self._path, json.dumps(self._entry, indent=1, default=str))

@@ -2,36 +2,42 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-
 from kedro.pipeline import Pipeline
 
+from cart_pipeline.pipelines import (
+    captioning,
+    coarse_clustering,
+    decoder_training,
+    dual_tower,
+    evaluation,
+    feature_extraction,
+    id_assignment,
+    ingest,
+    rqvae_quantization,
+    serving,
+)
 from cart_pipeline.pipelines.modalities import configured_modalities
 
-# In run order. A stage module exposes `create_pipeline(modalities)`.
-STAGES = (
-    "ingest",
-    "feature_extraction",
-    "captioning",
-    "dual_tower",
-    "coarse_clustering",
-    "rqvae_quantization",
-    "id_assignment",
-    "decoder_training",
-    "evaluation",
-)
+# Every stage in run order: the one list that the registry, the experiment runners
+# (experiments/runs.py) and `kedro resume` read.
+STAGES = {
+    "ingest": ingest,
+    "feature_extraction": feature_extraction,
+    "captioning": captioning,
+    "dual_tower": dual_tower,
+    "coarse_clustering": coarse_clustering,
+    "rqvae_quantization": rqvae_quantization,
+    "id_assignment": id_assignment,
+    "decoder_training": decoder_training,
+    "evaluation": evaluation,
+    "serving": serving,
+}
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     modalities = configured_modalities()
-    pipelines: dict[str, Pipeline] = {}
-    for stage in STAGES:
-        try:
-            module = import_module(f"cart_pipeline.pipelines.{stage}")
-        except ModuleNotFoundError as error:
-            if error.name != f"cart_pipeline.pipelines.{stage}":
-                raise
-            continue  # stage not built yet
-        pipelines[stage] = module.create_pipeline(modalities=modalities)
+    pipelines = {
+        name: stage.create_pipeline(modalities=modalities) for name, stage in STAGES.items()
+    }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     return pipelines

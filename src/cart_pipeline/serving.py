@@ -1,29 +1,22 @@
-"""Each modality's trained index as a registered MLflow model, served with MLflow's own server.
+"""The served model's code: each modality's index as a registered MLflow pyfunc model.
 
     mlflow models serve -m models:/cart-image/latest --env-manager local -p 5001
     curl -s localhost:5001/invocations -H 'Content-Type: application/json' \\
         -d '{"dataframe_records": [{"query": "a brown hen"}], "params": {"k": 5}}'
 
-The evaluation stage logs one pyfunc model per modality into its MLflow run and registers it
-as ``cart-<modality>``: its one artifact is the modality's search index (``search.py``:
-the evaluated decoder checkpoint, the item table and the text-encoder spec in a weights_only
-torch file); the model version carries the run's CART metrics as tags. Prediction is
-:class:`Retriever.search`, the CLI's own code path, so serving needs this package installed
-(``--env-manager local`` in the project's virtualenv; the encoders' weights ship inside their
-packages).
+The serving stage (pipelines/serving) logs this file as the model's code ("models from code":
+MLflow runs it to build the model; nothing is pickled) with one artifact, the modality's search
+index, registers it as ``cart-<modality>`` and tags the version with the CART metrics measured
+on it. Prediction is :meth:`Retriever.search`, the CLI's own code path, so serving needs this
+package installed (``--env-manager local`` in the project's virtualenv; the encoders' weights
+ship inside their packages).
 """
 
 from __future__ import annotations
 
-import logging
-import tempfile
-from pathlib import Path
-
-import mlflow
 import mlflow.pyfunc
 import pandas as pd
-
-logger = logging.getLogger(__name__)
+from mlflow.models import set_model
 
 OUTPUT_COLUMNS = ["query", "rank", "item_id", "score", "description", "media_path"]
 
@@ -55,53 +48,4 @@ class CartModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
 
 
-def signature(beam_size: int = 20):
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
-
-    return ModelSignature(
-        inputs=Schema([ColSpec("string", "query")]),
-        outputs=Schema(
-            [
-                ColSpec("string", "query"),
-                ColSpec("long", "rank"),
-                ColSpec("string", "item_id"),
-                ColSpec("double", "score"),
-                ColSpec("string", "description"),
-                ColSpec("string", "media_path"),
-            ]
-        ),
-        params=ParamSchema(
-            [ParamSpec("k", "long", 10), ParamSpec("beam_size", "long", int(beam_size))]
-        ),
-    )
-
-
-def log_cart_model(search_index: dict, example_query: str) -> dict:
-    """Log a search index into the active MLflow run, register it as ``cart-<modality>`` and
-    tag the new version with its metrics. -> {name, version, model_uri, run_id}."""
-    import torch
-
-    name = f"cart-{search_index['modality']}"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "search_index.pt"
-        torch.save({k: v for k, v in search_index.items() if k != "saved_version"}, path)
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=CartModel(),
-            artifacts={"search_index": str(path)},
-            signature=signature(search_index["beam_size"]),
-            input_example=(pd.DataFrame({"query": [example_query]}), {"k": 5}),
-            registered_model_name=name,
-        )
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    for key, value in search_index["metrics"].items():  # named as the run's metrics ("R_at_1")
-        client.set_model_version_tag(
-            name, version, f"test.{key.replace('@', '_at_')}", f"{value:.4f}"
-        )
-    client.set_model_version_tag(
-        name, version, "decoder_version", str(search_index["decoder_version"])
-    )
-    logger.info("%s: registered as version %s (%s)", name, version, info.model_uri)
-    return {"name": name, "version": version, "model_uri": info.model_uri, "run_id": info.run_id}
+set_model(CartModel())

@@ -1,8 +1,24 @@
 """Project settings (Kedro defaults apart from the hooks)."""
 
-from cart_pipeline.hooks import InterruptedRunsHook, RunJournalHook, TorchThreadsHook
+from cart_pipeline.hooks import (
+    InterruptedRunsHook,
+    ParametersHook,
+    RunJournalHook,
+    RunNamesHook,
+    RunScopeHook,
+    TorchThreadsHook,
+)
 
-HOOKS = (TorchThreadsHook(), InterruptedRunsHook(), RunJournalHook())
+# pluggy calls the last registered first: ParametersHook checks the run before the others act,
+# and RunScopeHook takes the run lock and pins versions before the journal records the run.
+HOOKS = (
+    TorchThreadsHook(),
+    RunNamesHook(),
+    InterruptedRunsHook(),
+    RunJournalHook(),
+    RunScopeHook(),
+    ParametersHook(),
+)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

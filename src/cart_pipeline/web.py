@@ -1,11 +1,12 @@
-"""A local search page: CART and the dual tower side by side, per modality.
+"""A local search page: every system the evaluation measured side by side, per modality.
 
     cart-search --serve [--port 8765]        # or: make serve; then open http://127.0.0.1:8765
 
 One process, Python's own threading HTTP server (nothing to install): ``/`` is the page
-(resources/search_page.html), ``/api/search?q=...&k=5`` answers JSON with both systems' hits
-and the seconds each took, ``/media/<path>`` serves an indexed item's picture or sound from
-the dataset (only paths of items in the index: nothing else on disk is reachable).
+(resources/search_page.html), ``/api/search?q=...&k=5`` answers JSON with each system's hits
+(CART, CART + rerank, the dual tower, the pair lookup) and the seconds each took,
+``/media/<path>`` serves an indexed item's picture or sound from the dataset (only paths of
+items in the index: nothing else on disk is reachable).
 """
 
 from __future__ import annotations
@@ -25,17 +26,14 @@ from cart_pipeline.search import Retriever, SearchError
 logger = logging.getLogger(__name__)
 
 MAX_K = 50
-SYSTEMS = ("cart", "dual_tower")
 
 
 def search_payload(retriever: Retriever, query: str, k: int) -> dict:
-    """Both systems' hits for one query, per modality, with the seconds each took."""
+    """Every loaded system's hits for one query, per modality, with the seconds each took."""
     out: dict = {"query": query, "k": k, "modalities": {}}
     for modality in retriever.indexes:
         per_system = {}
-        for system in SYSTEMS:
-            if system == "dual_tower" and modality not in retriever.dual_towers:
-                continue
+        for system in retriever.systems(modality):
             started = time.perf_counter()
             hits = retriever.search([query], k=k, modality=modality, system=system)[0]
             per_system[system] = {

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from cart_pipeline.core.decoder import CartDecoder, DecoderConfig, TrainConfig, train_decoder
 from cart_pipeline.core.decoder.train import World
 from cart_pipeline.pipelines.decoder_training.distributed import train_data_parallel
 from tests.core.test_decoder import TEXTS, semantic_ids
+
+pytestmark = pytest.mark.slow  # torchrun processes
 
 TEXT_ENCODER = {"name": "all-MiniLM-L6-v2"}  # the `text_encoder` fixture's model, by name
 

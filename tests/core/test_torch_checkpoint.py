@@ -85,7 +85,9 @@ def test_every_model_uses_one_convention_and_refuses_another_models_checkpoint(t
     under weights_only=True and each loader names the format it found in a foreign one."""
     writers_and_readers = {
         "cart-rqvae/1": (
-            rqvae_to_checkpoint(RQVAE(RQVAEConfig(input_dim=8, latent_dim=4, hidden_dims=(8,)))),
+            rqvae_to_checkpoint(
+                RQVAE(RQVAEConfig(codebook_size=8, input_dim=8, latent_dim=4, hidden_dims=(8,)))
+            ),
             rqvae_from_checkpoint,
         ),
         "cart-dual-tower/1": (

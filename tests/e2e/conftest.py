@@ -1,7 +1,10 @@
 """A throw-away copy of the project on a small slice of the default dataset, run for real.
 
 The copy shares the installed package but has its own conf/local (pointing `dataset_root`
-at the slice), data/ and mlflow.db, so the tests never touch the developer's runs.
+at the slice), data/ and mlflow.db, so the tests never touch the developer's runs. One
+`kedro run` trains the slice per session (`trained_template`); each test module then works on
+its own copy of that trained project (`trained_project`), so no module sees what another did
+to it and the modules pass in any order.
 """
 
 from __future__ import annotations
@@ -102,12 +105,16 @@ def quality(metrics: dict) -> dict:
 
 
 @pytest.fixture(scope="session")
-def project_copy(tmp_path_factory) -> Path:
-    return copy_project(tmp_path_factory.mktemp("project"))
+def trained_template(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`kedro run` (every stage) on the slice, once per session; modules get copies of it."""
+    project = copy_project(tmp_path_factory.mktemp("template"))
+    return project, run([KEDRO, "run", "--params", FAST_PARAMS], cwd=project)
 
 
-@pytest.fixture(scope="session")
-def trained_project(project_copy: Path) -> tuple[Path, subprocess.CompletedProcess]:
-    """`kedro run` (every stage) on the slice; the result is shared by the e2e and CLI tests."""
-    result = run([KEDRO, "run", "--params", FAST_PARAMS], cwd=project_copy)
-    return project_copy, result
+@pytest.fixture(scope="module")
+def trained_project(trained_template, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """This module's own copy of the trained project (and the `kedro run` that trained it)."""
+    template, result = trained_template
+    project = tmp_path_factory.mktemp("trained") / "project"
+    shutil.copytree(template, project, symlinks=True)
+    return project, result

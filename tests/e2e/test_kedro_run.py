@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from tests.e2e.conftest import KEDRO, run
+
+pytestmark = pytest.mark.slow  # real `kedro run`s
 
 
 def _latest(path):
@@ -39,7 +43,11 @@ def test_kedro_run_writes_metrics_report_and_tracks_mlflow(trained_project):
         params = dict(db.execute("select key, value from params").fetchall())
         metric_keys = {k for (k,) in db.execute("select distinct key from metrics")}
         tags = dict(db.execute("select key, value from tags").fetchall())
+        experiment_tags = dict(db.execute("select key, value from experiment_tags").fetchall())
     assert runs and all(status == "FINISHED" for _, status in runs)
+    # named by what it is; the UI opens the experiment on its runs table
+    assert tags["mlflow.runName"] == "dataset · all stages · seed 2025 · cart"
+    assert experiment_tags["mlflow.experimentKind"] == "custom_model_development"
     assert params["decoder_training.epochs"] == "3"
     assert "overall.cart.R_at_1" in metric_keys and "image.decoder.loss" in metric_keys
     assert tags["id_variant"] == "cart"

@@ -29,6 +29,8 @@ from cart_pipeline.resume import unfinished_nodes
 from tests.e2e.conftest import FAST_PARAMS, KEDRO, quality, run
 from tests.e2e.conftest import copy_project as make_project
 
+pytestmark = pytest.mark.slow  # real `kedro run`s, killed and resumed
+
 CART_SEARCH = str(Path(sys.executable).parent / "cart-search")
 ENV = {**os.environ, "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 JOURNAL = Path("data/09_tracking/runs")
@@ -262,7 +264,7 @@ def test_an_unavailable_device_stops_the_run_before_any_node(tmp_path):
 
     assert result.returncode == 1
     assert (
-        "Error: device=cuda: torch sees no CUDA GPU" in result.stderr
+        "Error: decoder_training.device: device=cuda: torch sees no CUDA GPU" in result.stderr
         and "Traceback" not in result.stderr
     )
     assert not (project / "data/02_intermediate/candidates.parquet").exists()

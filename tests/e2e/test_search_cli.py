@@ -11,6 +11,8 @@ import pytest
 
 from tests.e2e.conftest import run
 
+pytestmark = pytest.mark.slow  # the `cart-search` command on a trained project
+
 CART_SEARCH = str(Path(sys.executable).parent / "cart-search")
 
 
@@ -209,7 +211,9 @@ def test_the_catalog_writes_search_indexes_where_the_cli_reads_them():
     from tests.conftest import PROJECT_ROOT
 
     catalog = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)["catalog"]
-    assert catalog["{modality}.search_index"]["filepath"] == SEARCH_INDEX
+    assert catalog["{modality}.search_index"]["filepath"] == SEARCH_INDEX.format(
+        data_dir="data", modality="{modality}"
+    )
     assert catalog["{modality}.search_index"]["versioned"]
 
 
@@ -229,7 +233,7 @@ def test_the_saved_index_and_the_catalog_serve_the_same_ranking(project):
     from cart_pipeline.search import Retriever
 
     saved = Retriever.load(project)
-    assembled = Retriever.load(project, dual_tower=True)  # the catalog path (the search page's)
+    assembled = Retriever.load(project, baselines=True)  # the catalog path (the search page's)
     assert saved.versions == assembled.versions and saved.items == assembled.items
     queries = ["a brown hen", "a dog barking", "a red apple"]
     for a, b in zip(saved.search(queries, k=5), assembled.search(queries, k=5), strict=True):
@@ -243,7 +247,7 @@ def test_a_version_without_a_search_index_is_assembled_from_the_catalog(project)
 
     saved = Retriever.load(project, modalities=["image"])
     version = saved.versions["image"]
-    folder = project / SEARCH_INDEX.format(modality="image") / version
+    folder = project / SEARCH_INDEX.format(data_dir="data", modality="image") / version
     moved = folder.with_name("moved-away")
     folder.rename(moved)  # as for a decoder evaluated by a later, evaluation-only run
     try:

@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # `mlflow models serve` over HTTP
+
 BIN = Path(sys.executable).parent
 
 

@@ -15,6 +15,8 @@ from cart_pipeline.pipelines.feature_extraction.nodes import extract_candidate_f
 from cart_pipeline.settings import CONFIG_LOADER_ARGS
 from tests.conftest import DEFAULT_DATASET, PROJECT_ROOT
 
+pytestmark = pytest.mark.slow  # a Dask cluster of worker processes
+
 
 @pytest.fixture(scope="module")
 def corpus(default_manifest, tmp_path_factory):

@@ -32,6 +32,7 @@ from cart_pipeline.pipelines import (
     feature_extraction,
     id_assignment,
     rqvae_quantization,
+    serving,
 )
 from cart_pipeline.search import Retriever
 from tests.conftest import DEFAULT_DATASET, PROJECT_ROOT
@@ -46,6 +47,7 @@ STAGES = (
     id_assignment,
     decoder_training,
     evaluation,
+    serving,
 )
 # Figures go through real files: the report reads back as an image what a node saved as a figure.
 PLOTS = ["recall_plot", *(f"{m}.id_prefix_plot" for m in MODALITIES)]
@@ -67,7 +69,8 @@ def _parameters() -> dict:
     params["rqvae_quantization"].update(epochs=150, batch_size=16)
     params["decoder_training"].update(epochs=2, d_model=32, n_layers=1, n_heads=2, by_modality={})
     params["dual_tower"].update(epochs=3)
-    params["evaluation"].update(bootstrap_samples=50, report_examples=2)
+    # the opt-in per-query validation ranks (the lever runner's), so the slice covers them
+    params["evaluation"].update(bootstrap_samples=50, report_examples=2, validation_ranks=True)
     flat: dict = {}
     for key, value in params.items():
         _flatten(key, value, flat)
@@ -239,7 +242,7 @@ def test_evaluation_slice_reports_every_system_with_intervals(upstream):
         assert "cart_vs_pair_lookup" in metrics["comparisons"][group]
     json.dumps(metrics)  # JSON-ready as saved
     assert metrics["config"]["validation_fold"] == 0
-    # CART's per-query validation ranks, which the levers runner pools over validation folds
+    # CART's per-query validation ranks, which the lever runner pools over runs
     for modality in MODALITIES:
         validation = metrics["by_modality"][modality]["cart"]["validation"]
         queries = catalog[f"{modality}.queries"].load()
@@ -250,7 +253,10 @@ def test_evaluation_slice_reports_every_system_with_intervals(upstream):
         assert all(1 <= r <= top_k + 1 for r in validation["ranks"])
         assert len(validation["ranks"]) == len(validation["query_ids"])
     assert "<table" in catalog["report"].load()
-    # the evaluated index, packaged for cart-search and the served model, carries its numbers
+
+
+def test_serving_slice_packages_the_evaluated_index_with_its_numbers(upstream):
+    catalog = run(serving.create_pipeline(MODALITIES), stage_catalog(upstream, serving))
     modality = MODALITIES[0]
     search_index = catalog[f"{modality}.search_index"].load()
     measured = catalog[f"{modality}.evaluation_metrics"].load()["systems"]["cart"]["metrics"]

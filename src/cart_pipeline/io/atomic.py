@@ -3,21 +3,47 @@
 Kedro finds a versioned dataset's newest version by globbing its final file name, and an
 unversioned one is simply overwritten; a process killed mid-write would otherwise leave a
 truncated file that the next run or `cart-search` loads as if it were whole. Every write here
-goes to ``<path>.partial`` beside the final name and is renamed into place on a clean close
-(a rename within one folder is atomic on POSIX filesystems).
+goes to a temporary file beside the final name, ``<name>.<pid>-<random>.partial`` (unique, so
+two writers never share one), and is renamed into place on a clean close (a rename within one
+folder is atomic on POSIX filesystems).
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from kedro_datasets.json import JSONDataset as _JSONDataset
+from kedro_datasets.matplotlib import MatplotlibDataset as _MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
 from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
+from kedro_datasets.text import TextDataset as _TextDataset
 
 PARTIAL_SUFFIX = ".partial"
+
+
+def partial_name(path: str) -> str:
+    """A temporary name beside ``path`` that no other writer uses."""
+    return f"{path}.{os.getpid()}-{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+
+
+def write_atomically(path: str | Path, data: str | bytes) -> None:
+    """Write a whole local file or none of it (for outputs written outside the catalog)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(partial_name(str(path)))
+    try:
+        if isinstance(data, str):
+            partial.write_text(data, encoding="utf-8")
+        else:
+            partial.write_bytes(data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 class AtomicWrites:
@@ -37,7 +63,7 @@ class AtomicWrites:
             with self.fs.open(path, mode, **kwargs) as stream:
                 yield stream
             return
-        partial = f"{path}{PARTIAL_SUFFIX}"
+        partial = partial_name(path)
         try:
             with self.fs.open(partial, mode, **kwargs) as stream:
                 yield stream
@@ -73,3 +99,11 @@ class CSVDataset(AtomicSaves, _CSVDataset):
 
 class JSONDataset(AtomicSaves, _JSONDataset):
     """kedro-datasets' ``json.JSONDataset``, saved atomically."""
+
+
+class TextDataset(AtomicSaves, _TextDataset):
+    """kedro-datasets' ``text.TextDataset``, saved atomically (the HTML report)."""
+
+
+class MatplotlibDataset(AtomicSaves, _MatplotlibDataset):
+    """kedro-datasets' ``matplotlib.MatplotlibDataset``, saved atomically (the plots)."""

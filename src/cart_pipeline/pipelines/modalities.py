@@ -14,49 +14,42 @@ from typing import Any
 
 from kedro.pipeline import Pipeline, pipeline
 
-DEFAULT_MODALITIES = ("image", "audio")
 SHARED_PARAMETERS = {"params:seed", "params:num_threads", "params:dataset_root", "params:device"}
 
-# Kedro builds the pipelines before any hook sees the run's configuration, and
-# `register_pipelines()` takes no arguments; so the command being run (cli.py: `kedro run`,
-# `kedro resume`, `python -m cart_pipeline`) records its --env, --conf-source and --params here
-# first, and the `modalities` list is read with them, as Kedro itself will read the parameters.
-_RUN_CONFIG: dict[str, Any] = {}
+# The modalities of the run being set up. Kedro builds the pipelines (`register_pipelines()`,
+# which takes no arguments) after it has loaded the run's configuration and called the
+# `after_context_created` hooks, so `hooks.ParametersHook` records them here from the
+# parameters Kedro itself loaded for this run (its --env, --conf-source and --params), once
+# they passed `check_parameters`. Commands that build pipelines without a run (`kedro registry`)
+# read the project's own configuration instead.
+_run_modalities: list[str] | None = None
+_built_for: list[str] | None = None  # what the last `configured_modalities()` answered
 
 
-def configure_run(
-    env: str | None = None, conf_source: str | None = None, runtime_params: dict | None = None
-) -> None:
-    """The configuration of the command being run, for :func:`configured_modalities`."""
-    _RUN_CONFIG.update(env=env, conf_source=conf_source, runtime_params=runtime_params or {})
+def use_run_modalities(modalities: list[str]) -> bool:
+    """Record the run's modalities; True when pipelines were built for others already."""
+    global _run_modalities
+    _run_modalities = list(modalities)
+    return _built_for is not None and _built_for != _run_modalities
 
 
-def configured_modalities(conf_source: Path | None = None) -> list[str]:
-    """The `modalities` list of the project's parameters: base, then the run's environment
-    (`local` by default) and its runtime --params."""
+def configured_modalities() -> list[str]:
+    """The modalities of the run being set up, else of the project's conf (base + local)."""
+    global _built_for
+    _built_for = _run_modalities or _project_modalities()
+    return list(_built_for)
+
+
+def _project_modalities() -> list[str]:
     from kedro.config import OmegaConfigLoader
-
-    source = conf_source or _RUN_CONFIG.get("conf_source") or _project_conf()
-    if not Path(source).is_dir():
-        return list(DEFAULT_MODALITIES)
-    from cart_pipeline.settings import CONFIG_LOADER_ARGS
-
-    loader = OmegaConfigLoader(
-        str(source),
-        env=_RUN_CONFIG.get("env"),
-        runtime_params=_RUN_CONFIG.get("runtime_params") or None,
-        **CONFIG_LOADER_ARGS,
-    )
-    return list(loader["parameters"].get("modalities", DEFAULT_MODALITIES))
-
-
-def _project_conf() -> Path:
-    """The conf folder of the Kedro project around the current folder (as Kedro finds it)."""
     from kedro.framework.project import settings
     from kedro.utils import find_kedro_project
 
     project = find_kedro_project(Path.cwd()) or Path(__file__).resolve().parents[3]
-    return Path(project) / settings.CONF_SOURCE
+    loader = OmegaConfigLoader(
+        str(Path(project) / settings.CONF_SOURCE), **settings.CONFIG_LOADER_ARGS
+    )
+    return list(loader["parameters"]["modalities"])
 
 
 def per_modality(

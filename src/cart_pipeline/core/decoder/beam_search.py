@@ -1,13 +1,10 @@
 """Trie-constrained beam search over identifiers, batched over queries and beams.
 
-Scores are sequence log-probabilities under the decoder, Σ_i log p(t_i | t_<i, query). By
-default the softmax is over each position's whole token range (the position mask puts -inf
-outside it) and the trie only removes continuations: a beam's score is then exactly what
+Scores are sequence log-probabilities under the decoder, Σ_i log p(t_i | t_<i, query). The
+softmax is over each position's whole token range (the position mask puts -inf outside it)
+and the trie only removes continuations: a beam's score is then exactly what
 ``score_all_identifiers`` computes with teacher forcing, and with beam_size ≥ #candidates the
-search is an exact ranking. Much of that mass can sit on identifiers that do not exist;
-``renormalise=True`` takes each softmax over the trie's valid continuations of the beam's
-prefix instead, so the scores are a distribution over the corpus (what a decoder trained with
-``trie_softmax`` learned).
+search is an exact ranking.
 """
 
 from __future__ import annotations
@@ -48,7 +45,6 @@ def constrained_beam_search(
     top_k: int = 10,
     use_kv_cache: bool = True,
     memory: TextMemory | None = None,
-    renormalise: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Queries (B, S, T, H), (B, T) -> (item indices (B, top_k) long, log-probs (B, top_k)).
 
@@ -57,10 +53,8 @@ def constrained_beam_search(
     decodes one new token per beam per step against cached self-attention K/V; False re-runs the
     whole (≤ L token) prefix every step, which measured 2-3x slower even for L = 5 because the
     per-token projections and FFN, not attention, dominate (benchmarks/beam_search_speed.py).
-    ``memory`` lets a caller pass a precomputed ``model.encode_memory(...)``. ``renormalise``
-    (default: the decoder's ``trie_softmax``) takes each step's softmax over valid tokens only.
+    ``memory`` lets a caller pass a precomputed ``model.encode_memory(...)``.
     """
-    renormalise = model.cfg.trie_softmax if renormalise is None else renormalise
     device = model.tok_emb.weight.device
     cfg, L = model.cfg, model.cfg.id_length
     if trie.depth != L:
@@ -86,11 +80,7 @@ def constrained_beam_search(
                 h, _ = model.decode(tokens, mem)
             logits = model.logits(h[:, :, -1:], start=i, window=window).squeeze(2)  # (B, nb, W)
             allowed = trie.allowed_mask(nodes.flatten(), cfg.vocab_size, window).view(B, nb, -1)
-            if renormalise:  # a dead beam (no allowed token) gets -inf everywhere, not NaN
-                logits = logits.masked_fill(~allowed, float("-inf"))
-                logp = F.log_softmax(logits, -1).nan_to_num(nan=float("-inf"))
-            else:
-                logp = F.log_softmax(logits, -1)
+            logp = F.log_softmax(logits, -1)
             cand = (scores[..., None] + logp).masked_fill(~allowed, float("-inf"))  # (B, nb, W)
             scores, flat = cand.view(B, -1).topk(min(beam_size, cand[0].numel()), dim=1)  # (B, k)
             # slots no query can fill (fewer valid prefixes than beams) are dropped, not decoded
@@ -117,14 +107,11 @@ def score_all_identifiers(
     text_mask: torch.Tensor,
     identifiers: torch.Tensor,
     max_elements: int = 1 << 25,
-    trie: IdentifierTrie | None = None,
 ) -> torch.Tensor:
     """Teacher-forced log p(identifier | query) for every identifier: (B, N) float.
 
     Exact (exhaustive) ranking for small corpora and the reference for the beam-search test.
-    With ``trie`` each softmax is over the trie's valid continuations (``renormalise=True`` of
-    the beam search). Identifiers are processed in chunks so the (B, n, L, V) logits stay under
-    ``max_elements``.
+    Identifiers are processed in chunks so the (B, n, L, V) logits stay under ``max_elements``.
     """
     device = model.tok_emb.weight.device
     with _eval_mode(model):
@@ -136,22 +123,9 @@ def score_all_identifiers(
         for start in range(0, N, chunk):
             tgt = ids[start : start + chunk].expand(B, -1, -1)  # (B, n, L)
             logits = model.logits_for(mem, tgt)  # (B, n, L, V)
-            if trie is not None:
-                allowed = trie_allowed(
-                    trie.to(device), ids[start : start + chunk], model.cfg.vocab_size
-                )
-                logits = logits.masked_fill(~allowed, float("-inf"))  # (n, L, V) broadcast over B
             logp = F.log_softmax(logits, dim=-1)
             out.append(logp.gather(-1, tgt[..., None]).squeeze(-1).sum(-1))  # (B, n)
         return torch.cat(out, dim=1)
-
-
-def trie_allowed(trie: IdentifierTrie, identifiers: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """(M, L) identifiers in the trie -> (M, L, V) bool: the valid tokens at each position given
-    the identifier's own prefix (teacher forcing's view of the trie)."""
-    M, L = identifiers.shape
-    nodes = trie.path_nodes(identifiers)  # (M, L)
-    return trie.allowed_mask(nodes.flatten(), vocab_size).view(M, L, vocab_size)
 
 
 def ranks_of(items: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

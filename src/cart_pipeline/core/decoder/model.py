@@ -13,10 +13,6 @@ Two-branch fusion (paper, "fusion" row of docs/architecture.md):
     fine:   f = Σ_s softmax(α)_s · CrossAttn_f(Y, P_s E_s)   P_s: H -> d, one per text layer
     out = c + f
 
-Optionally (``tune_text_layers = k``) the decoder also owns trainable copies of the text
-encoder's top k layers, started from the pretrained ones, and recomputes E_{S-k+1}..E_S from
-the frozen E_{S-k} before building its memory (``tune_text``); k = 0 keeps the encoder frozen.
-
 The text memory depends only on the query, so ``encode_memory`` computes it once and decoding
 re-uses it for any number of beams: beams of one query are folded into the cross-attention
 *query* axis (cross-attention has no causal mask), so memory of shape (B, ..., T) serves
@@ -42,6 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cart_pipeline.core.config import ConfigError, check_settings, setting
+
 PAD_TOKEN, BOS_TOKEN = 0, 1
 
 
@@ -52,32 +50,18 @@ class DecoderConfig:
     id_length: int = 0  # L; 0 = len(position_ranges)
     text_dim: int = 384  # H
     text_layers: int = 7  # S (embedding output + 6 transformer layers for MiniLM-L6)
-    n_layers: int = 4
-    d_model: int = 256
-    n_heads: int = 4
-    dropout: float = 0.1
-    fusion: bool = True
+    n_layers: int = setting(4, ge=1)
+    d_model: int = setting(256, ge=1)
+    n_heads: int = setting(4, ge=1)
+    dropout: float = setting(0.1, ge=0, lt=1)
+    fusion: bool = setting(True)  # false = plain cross-attention over the last text layer
     # Variable-length identifiers padded to L (e.g. hierarchical K-Means) need the pad token to
     # be emittable at every position after the first; None = strictly the position ranges.
     pad_token: int | None = None
-    # Softmax over the trie's valid continuations of the prefix, in training and in search,
-    # instead of over the position's whole token range (which leaks mass to identifiers that
-    # do not exist); see beam_search.py.
-    trie_softmax: bool = False
-    # Add a projection of the query's sentence embedding (mean of the last text layer over its
-    # tokens, L2-normalised: the vector the text encoder was trained to compare sentences by)
-    # to every decoder input, so generation starts from the space in which the dual tower and
-    # the pair lookup search; the fusion still reads every layer's tokens.
-    sentence_input: bool = False
     bos_token: int = BOS_TOKEN
-    # Fine-tune the top k text-encoder layers with the decoder (0 = the encoder stays frozen).
-    # The decoder owns trainable copies of those layers, rebuilt from ``text_layer_config``
-    # (BERT layer sizes), and recomputes E_{S-k+1}..E_S from the frozen E_{S-k}: the frozen
-    # encoder's states (cached in training) stay its input, with no second encoder to keep.
-    tune_text_layers: int = 0
-    text_layer_config: dict | None = None
 
     def __post_init__(self) -> None:
+        check_settings(self, "decoder_training")
         self.position_ranges = [(int(a), int(b)) for a, b in self.position_ranges]
         self.id_length = self.id_length or len(self.position_ranges)
         if self.id_length != len(self.position_ranges):
@@ -87,14 +71,9 @@ class DecoderConfig:
                 f"position ranges {self.position_ranges} outside vocab {self.vocab_size}"
             )
         if self.d_model % self.n_heads:
-            raise ValueError("d_model must be divisible by n_heads")
-        if not 0 <= self.tune_text_layers < self.text_layers:
-            raise ValueError(
-                f"tune_text_layers must be in [0, {self.text_layers - 1}], got {self.tune_text_layers}"
-            )
-        if self.tune_text_layers and not self.text_layer_config:
-            raise ValueError(
-                "tune_text_layers > 0 needs text_layer_config (the encoder's layer sizes)"
+            raise ConfigError(
+                f"decoder_training.d_model ({self.d_model}) must be divisible by "
+                f"decoder_training.n_heads ({self.n_heads})"
             )
 
     def to_dict(self) -> dict:
@@ -335,17 +314,8 @@ class CartDecoder(nn.Module):
             self.fine_in_b = nn.Parameter(torch.zeros(S, d))
         else:
             self.last_in = nn.Linear(H, d)
-        if cfg.sentence_input:
-            self.sentence_in = nn.Linear(H, d)
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layers))
-        self.text_top = nn.ModuleList()  # fine-tuned copies of the top text layers, if any
-        if cfg.tune_text_layers:
-            from transformers import BertConfig
-            from transformers.models.bert.modeling_bert import BertLayer
-
-            bert = BertConfig(**cfg.text_layer_config, attn_implementation="sdpa")
-            self.text_top.extend(BertLayer(bert) for _ in range(cfg.tune_text_layers))
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight  # weight tying, as in nanoGPT
@@ -353,14 +323,7 @@ class CartDecoder(nn.Module):
         self.register_buffer("allowed", allowed, persistent=False)
         cols = [row.nonzero().squeeze(1) for row in allowed]
         self._windows = [(int(c[0]), int(c[-1]) + 1) for c in cols]
-        self.apply(self._init_weights)  # text_top is then overwritten by load_text_layers
-
-    def load_text_layers(self, pretrained: list[nn.Module]) -> None:
-        """Start the fine-tuned text layers from the encoder's own top layers (its last k)."""
-        if len(pretrained) != len(self.text_top):
-            raise ValueError(f"expected {len(self.text_top)} text layers, got {len(pretrained)}")
-        for mine, theirs in zip(self.text_top, pretrained, strict=True):
-            mine.load_state_dict(theirs.state_dict())
+        self.apply(self._init_weights)
 
     @staticmethod
     def _position_mask(cfg: DecoderConfig) -> torch.Tensor:
@@ -388,8 +351,6 @@ class CartDecoder(nn.Module):
     def encode_memory(self, text_layers: torch.Tensor, text_mask: torch.Tensor) -> TextMemory:
         # text_layers (B, S, T, H), text_mask (B, T) True = real token
         text_mask = text_mask.bool()
-        if len(self.text_top):
-            text_layers = self.tune_text(text_layers, text_mask)
         B, S, T, H = text_layers.shape
         d = self.cfg.d_model
         # Only real tokens are projected (batches pad to the longest text, often 3-4x the
@@ -414,25 +375,7 @@ class CartDecoder(nn.Module):
             z_real, shared = self.last_in(real), {}
         z = z_real.new_zeros(B, T, d)  # the projections' dtype (bf16/fp16 under autocast)
         z[text_mask] = z_real  # (B, T, d)
-        if self.cfg.sentence_input:
-            last = text_layers[:, -1].to(dtype) * text_mask[..., None]  # (B, T, H)
-            pooled = F.normalize(last.sum(1) / text_mask.sum(1, keepdim=True).clamp(min=1), dim=-1)
-            shared["sentence"] = self.sentence_in(pooled)  # (B, d)
         return TextMemory(text_mask, [layer.cross.memory(z) for layer in self.layers], shared)
-
-    def tune_text(self, text_layers: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-        """E_1..E_S (B, S, T, H) -> the same with E_{S-k+1}..E_S recomputed by the tuned layers."""
-        k, S = len(self.text_top), text_layers.shape[1]
-        h = text_layers[:, S - k - 1]  # (B, T, H): input of the first tuned layer
-        # additive key mask (B, 1, 1, T), as BERT's own layers take it
-        bias = torch.zeros(text_mask.shape, dtype=h.dtype, device=h.device)
-        bias = bias.masked_fill(~text_mask, torch.finfo(h.dtype).min)[:, None, None, :]
-        tuned = []
-        for layer in self.text_top:
-            h = layer(h, attention_mask=bias)
-            h = h[0] if isinstance(h, tuple) else h  # older transformers return a tuple
-            tuned.append(h)
-        return torch.cat([text_layers[:, : S - k], torch.stack(tuned, dim=1)], dim=1)
 
     # -- identifier side -----------------------------------------------------------------------
     def decode(
@@ -441,10 +384,7 @@ class CartDecoder(nn.Module):
         """tokens (B, nb, Lq) at positions start.. -> final hidden states (B, nb, Lq, d), new cache."""
         B, nb, Lq = tokens.shape
         pos = torch.arange(start, start + Lq, device=tokens.device)
-        x = self.tok_emb(tokens) + self.pos_emb(pos)  # (B, nb, Lq, d)
-        if "sentence" in mem.shared:
-            x = x + mem.shared["sentence"][:, None, None, :]
-        x = self.drop(x)
+        x = self.drop(self.tok_emb(tokens) + self.pos_emb(pos))  # (B, nb, Lq, d)
         new_cache = []
         for i, layer in enumerate(self.layers):
             x, c = layer(x, mem.layer(i), mem.key_mask, None if cache is None else cache[i])

@@ -1,14 +1,11 @@
 """Soft identifier targets: a distribution over items per training pair, and what it means
 for the token targets teacher forcing sees.
 
-Sources (``decoder_training.soft_targets.source``):
-  * ``dual_tower_targets``: the dual tower's top-K items for the pair's text, a softmax of
-    cosine / temperature: distillation, so the decoder inherits the item tower's
-    generalisation to items it knows only through pseudo-queries;
-  * ``sibling_targets``: uniform over the items sharing the target's first tokens
-    (prefix-aware targets).
-``prefix_soft_targets`` turns either into per-position token distributions along the trie;
-``target_summary`` says how much of a source's mass stays on the pairs' own items.
+The source (``decoder_training.soft_targets.source``): ``dual_tower_targets``, the dual
+tower's top-K items for the pair's text, a softmax of cosine / temperature: distillation, so
+the decoder inherits the item tower's generalisation to items it knows only through
+pseudo-queries. ``prefix_soft_targets`` turns it into per-position token distributions along
+the trie; ``target_summary`` says how much of its mass stays on the pairs' own items.
 """
 
 from __future__ import annotations
@@ -61,28 +58,6 @@ def dual_tower_targets(
     temperature = float(1 / tower.scale().detach()) if temperature is None else float(temperature)
     top, items = scores.topk(min(top_k, scores.shape[1]), dim=1)
     return items, torch.softmax(top / temperature, dim=1)
-
-
-def sibling_targets(
-    identifiers: torch.Tensor, target_items: torch.Tensor, prefix_length: int, top_k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P, K) items and probabilities: uniform over (at most ``top_k`` of) the items whose
-    first ``prefix_length`` tokens equal the target's, the target among them."""
-    _, group = torch.unique(identifiers[:, :prefix_length], dim=0, return_inverse=True)  # (N,)
-    order = torch.argsort(group, stable=True)
-    sizes = torch.bincount(group)
-    starts = torch.cumsum(sizes, 0) - sizes
-    width = int(min(sizes.max(), top_k))
-    slot = torch.arange(width)
-    g = group[torch.as_tensor(target_items)]  # (P,)
-    members = order[(starts[g, None] + slot).clamp(max=len(order) - 1)]  # (P, width)
-    members = torch.where(slot < sizes[g, None], members, -1)
-    # the target itself must be a candidate even when its group is larger than top_k
-    own = torch.as_tensor(target_items)
-    missing = ~(members == own[:, None]).any(1)
-    members[missing, -1] = own[missing]
-    probs = (members >= 0).float()
-    return members, probs / probs.sum(1, keepdim=True)
 
 
 def target_summary(

@@ -2,9 +2,11 @@
 
 The text encoder is frozen, so its hidden states are computed once per distinct text and kept
 packed (all real tokens of all texts in one float16 tensor + offsets): half the memory of
-float32, no padding stored, and a batch is assembled with one gather. Fine-tuned top layers
-(``DecoderConfig.tune_text_layers``) belong to the decoder and are recomputed every step from
-these frozen states, so the cache stays valid; they train at ``lr × text_lr_scale``.
+float32, no padding stored, and a batch is assembled with one gather.
+
+The pieces, in the order :func:`train_decoder` runs them: :func:`make_optimizer` (AdamW with
+linear warm-up and cosine decay), :func:`train_epoch` (one pass over the pairs),
+:func:`evaluate_recall` (validation by constrained beam search; the best epoch is kept).
 
 Where a step's time goes, and what keeps it small on a CPU (default model, batch 128):
   * batches come from length-sorted pools (``length_bucketed_batches``): random batches of the
@@ -15,10 +17,11 @@ Where a step's time goes, and what keeps it small on a CPU (default model, batch
 What is left is mostly the decoder's own per-position work (B × 2 passes × L positions).
 
 Data parallel (``torch.distributed`` initialised, e.g. by ``torchrun``; see
-``pipelines/decoder_training/distributed.py``): every replica draws the same global batches
-and trains on its strided share of each (:class:`World`), wrapped in
-``DistributedDataParallel``; each share's loss is weighted by its size, so the averaged
-gradient is that of the whole global batch, as one process would compute it.
+``pipelines/decoder_training/distributed.py``, which wraps the forward in
+``DistributedDataParallel`` through ``wrap``): every replica draws the same global batches and
+trains on its strided share of each (:class:`World`); each share's loss is weighted by its
+size, so the averaged gradient is that of the whole global batch, as one process would
+compute it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .beam_search import constrained_beam_search, ranks_of, trie_allowed
+from cart_pipeline.core.config import check_settings, setting
+
+from .beam_search import constrained_beam_search, ranks_of
 from .model import CartDecoder, TextMemory
 from .targets import prefix_soft_targets
 from .trie import IdentifierTrie
@@ -45,42 +50,40 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.05
-    grad_clip: float = 1.0
-    consistency_weight: float = 1.0  # ω; 0 = single forward pass, no KL ("w/o consistency")
-    label_smoothing: float = 0.0
-    # The checkpoint kept is the epoch with the best validation ``select_on`` (r1, r10 or
-    # mrr10; MRR@10 is smooth where R@1 moves in steps of one query). ``patience``: evaluations
-    # without a better one before stopping early; None = train to the end of the schedule.
-    select_on: str = "mrr10"
-    patience: int | None = None
+    """Optimisation, objective and checkpoint selection (parameters_decoder_training.yml)."""
+
+    epochs: int = setting(15, ge=1)
+    batch_size: int = setting(128, ge=1)
+    lr: float = setting(1e-3, gt=0)
+    weight_decay: float = setting(0.01, ge=0)
+    warmup_ratio: float = setting(0.05, ge=0, lt=1)
+    grad_clip: float = setting(1.0, ge=0)  # 0 = no clipping
+    consistency_weight: float = setting(1.0, ge=0)  # ω; 0 = one pass, no KL ("w/o consistency")
+    # The checkpoint kept is the epoch with the best validation ``select_on`` (MRR@10 is smooth
+    # where R@1 moves in steps of one query). ``patience``: evaluations without a better one
+    # before stopping early; None = train to the end of the schedule.
+    select_on: str = setting("mrr10", choices=("r1", "r10", "mrr10"))
+    patience: int | None = setting(None, ge=1)
     # no early stop before this epoch: on a small validation set the metric sits at 0 for the
     # first epochs while the decoder is still learning the coarse tokens
-    min_epochs: int = 5
+    min_epochs: int = setting(6, ge=1)
+    val_beam_size: int = setting(10, ge=1)
     # Weight λ of soft identifier targets (``soft_targets`` of train_decoder: a distribution
     # over items per pair, e.g. the dual tower's): the token target at each position is
     # (1-λ)·one-hot + λ·that distribution marginalised over the trie below the target's prefix.
-    soft_target_weight: float = 0.0
+    soft_target_weight: float = setting(0.5, ge=0, le=1)
+    # mixed precision for accelerators: "bf16" or "fp16" (with a gradient scaler); None = float32
+    autocast: str | None = setting(None, choices=(None, "bf16", "fp16"))
+    # Not parameters: set by the caller.
     seed: int = 0
     eval_every: int = 1  # epochs between validation runs
-    val_beam_size: int = 10
     encode_batch_size: int = 128
     progress: bool = True
-    # learning rate of fine-tuned text-encoder layers (if any) relative to ``lr``: pretrained
-    # weights want smaller steps than the decoder trained from scratch
-    text_lr_scale: float = 0.1
     # batches drawn from length-sorted pools of this many batches (less padding); 1 = random
     bucket_pool_batches: int = 16
-    # mixed precision for accelerators: "bf16" or "fp16" (with a gradient scaler); None = float32
-    autocast: str | None = None
-    # Validate, select and keep an exponential moving average of the weights (updated after
-    # every step) instead of the raw weights; its half-life in epochs, None = off. Averaging
-    # damps the step-to-step noise of the trajectory, which the selected epoch inherits.
-    ema_half_life: float | None = None
+
+    def __post_init__(self) -> None:
+        check_settings(self, "decoder_training")
 
 
 class PackedTextStates:
@@ -250,19 +253,15 @@ def identifier_ce(
     logits: torch.Tensor,
     targets: torch.Tensor,
     allowed: torch.Tensor,
-    smoothing: float = 0.0,
     soft: torch.Tensor | None = None,
     soft_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Token cross-entropy (B, L, V) vs (B, L); label smoothing spread over the allowed tokens
-    only; with ``soft`` (B, L, V) token distributions, the target is (1-w)·one-hot + w·soft."""
+    """Token cross-entropy (B, L, V) vs (B, L) over each position's allowed tokens; with
+    ``soft`` (B, L, V) token distributions, the target is (1-w)·one-hot + w·soft."""
     logp = _masked_log_softmax(logits, allowed.expand_as(logits))
     nll = -logp.gather(-1, targets[..., None]).squeeze(-1)  # (B, L)
     if soft is not None and soft_weight > 0:
         nll = (1 - soft_weight) * nll - soft_weight * (soft * logp).sum(-1)
-    if smoothing > 0:
-        n_allowed = allowed.sum(-1).clamp(min=1)  # (L,) or (B, L)
-        nll = (1 - smoothing) * nll - smoothing * logp.sum(-1) / n_allowed
     return nll.mean()
 
 
@@ -302,6 +301,104 @@ def evaluate_recall(
     return metrics
 
 
+def make_optimizer(
+    model: nn.Module, config: TrainConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW (no weight decay on biases and norms) and its schedule: linear warm-up over
+    ``warmup_ratio`` of the steps, then cosine decay to 0."""
+    groups: dict[bool, list[nn.Parameter]] = {}  # decayed? -> parameters, in model order
+    for p in model.parameters():
+        groups.setdefault(p.dim() >= 2, []).append(p)
+    device = next(model.parameters()).device
+    opt = torch.optim.AdamW(
+        [{"params": ps, "weight_decay": config.weight_decay if decay else 0.0}
+         for decay, ps in groups.items()],
+        lr=config.lr,
+        # one kernel per tensor instead of ~10: 65 -> 18 ms a step for the default model on CPU
+        fused=device.type in ("cpu", "cuda"),
+    )  # fmt: skip
+    warmup = max(1, int(config.warmup_ratio * total_steps))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total_steps, warmup))
+
+
+@dataclass
+class Pairs:
+    """Training pairs as tensors: each pair's text (into ``states``) and item (into
+    ``identifiers``), and optionally its soft item targets (candidates (P, K), probs (P, K))."""
+
+    text: torch.Tensor  # (P,) index into states
+    items: torch.Tensor  # (P,) index into identifiers
+    states: PackedTextStates
+    identifiers: torch.Tensor  # (N, L) on the training device
+    soft: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def lengths(self) -> torch.Tensor:
+        """(P,) tokens of each pair's text, for length bucketing."""
+        return self.states.lengths()[self.text]
+
+
+def train_epoch(
+    forward: nn.Module,
+    model: CartDecoder,
+    pairs: Pairs,
+    batches: list[torch.Tensor],
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    config: TrainConfig,
+    world: World = World(),
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, float]:
+    """One pass over ``batches`` (global batches of pair indices): CE on the identifier tokens
+    (with soft targets mixed in) + ω · the R-Drop KL of two dropout passes. ``forward`` is
+    ``TeacherForcing(model, ...)``, or that wrapped for data parallelism. -> mean loss, ce, kl
+    over the epoch's pairs (all replicas')."""
+    device = model.tok_emb.weight.device
+    omega, V = config.consistency_weight, model.cfg.vocab_size
+    amp_dtype = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.autocast]
+    sums = torch.zeros(4, dtype=torch.float64)  # loss, ce, kl, pairs
+    model.train()
+    for global_batch in batches:
+        rows, weight = world.shard(global_batch)
+        items = pairs.items[rows].to(device)
+        targets = pairs.identifiers[items]  # (b, L)
+        soft = None
+        if pairs.soft is not None and config.soft_target_weight > 0:
+            candidates, probs = pairs.soft
+            soft = prefix_soft_targets(pairs.identifiers, items, candidates[rows], probs[rows], V)
+        ce_args = (targets, model.allowed, soft, config.soft_target_weight)
+        # The text memory has no dropout: built once for both R-Drop passes, which run as
+        # 2 "beams" of the same target, each with its own dropout.
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            if omega > 0:
+                la, lb = forward(pairs.text[rows], targets, 2).float().unbind(1)
+                ce = 0.5 * (identifier_ce(la, *ce_args) + identifier_ce(lb, *ce_args))
+                kl = consistency_loss(la, lb, model.allowed)
+            else:
+                logits = forward(pairs.text[rows], targets, 1)[:, 0].float()
+                ce = identifier_ce(logits, *ce_args)
+                kl = torch.zeros((), device=device)
+            loss = ce + omega * kl
+        opt.zero_grad(set_to_none=True)
+        scaled = loss * weight if weight != 1.0 else loss  # DDP averages the replicas
+        (scaler.scale(scaled) if scaler else scaled).backward()
+        if scaler:
+            scaler.unscale_(opt)  # clip the true gradients
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        sched.step()
+        b = len(rows) if weight else 0
+        sums += torch.tensor(
+            [*(float(v.detach()) * b for v in (loss, ce, kl)), b], dtype=torch.float64
+        )
+    loss, ce, kl, n = world.sum_(sums).tolist()
+    return {"loss": loss / n, "ce": ce / n, "kl": kl / n}
+
+
 def train_decoder(
     model: CartDecoder,
     train_texts: Sequence[str],
@@ -314,6 +411,7 @@ def train_decoder(
     trie: IdentifierTrie | None = None,
     on_epoch: Callable[[int, dict], None] | None = None,
     soft_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
+    wrap: Callable[[nn.Module], nn.Module] | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """Train on (text, item index) pairs whose targets are ``identifiers[item]`` (N, L).
 
@@ -323,7 +421,8 @@ def train_decoder(
     weights. Without validation data the last epoch's weights are returned.
     ``soft_targets``: (candidates (P, K) item indices, -1 = none; probs (P, K)) per pair, mixed
     into the targets with weight ``config.soft_target_weight`` (see ``prefix_soft_targets``).
-    Under an initialised process group it trains data parallel (module docstring).
+    ``wrap``: applied to the training forward, e.g. ``DistributedDataParallel`` under an
+    initialised process group (the replicas then shard every global batch; module docstring).
     """
     from tqdm.auto import tqdm
 
@@ -339,80 +438,32 @@ def train_decoder(
     # Cache the frozen encoder once per *distinct* text (pseudo-queries repeat across items).
     distinct = list(dict.fromkeys(train_texts))
     text_index = {t: i for i, t in enumerate(distinct)}
-    pair_text = torch.tensor([text_index[t] for t in train_texts], dtype=torch.long)
     states = PackedTextStates(distinct, text_encoder, config.encode_batch_size, config.progress)
-    pair_lengths = states.lengths()[pair_text]  # tokens per pair's text, for length bucketing
+    pair_text = torch.tensor([text_index[t] for t in train_texts], dtype=torch.long)
     log.info(
         "cached %d distinct texts (%d pairs): %.1f MB float16",
         len(states),
         len(items),
         states.nbytes() / 2**20,
     )
-
     do_val = val_texts is not None and val_items is not None and len(val_texts) > 0
     if do_val:
         val_states = PackedTextStates(list(val_texts), text_encoder, config.encode_batch_size)
         val_items_t = torch.as_tensor(val_items, dtype=torch.long)
-    if do_val or model.cfg.trie_softmax:
         trie = trie or IdentifierTrie.from_tokens(identifiers)
-    if config.select_on not in ("r1", "r10", "mrr10"):
-        raise ValueError(f"select_on must be r1, r10 or mrr10, got {config.select_on!r}")
-    use_soft = soft_targets is not None and config.soft_target_weight > 0
-    if use_soft:
-        soft_items, soft_probs = (torch.as_tensor(t) for t in soft_targets)
-        if len(soft_items) != len(items):
-            raise ValueError(f"soft targets for {len(soft_items)} pairs, {len(items)} pairs given")
+    if soft_targets is not None:
+        soft_targets = tuple(torch.as_tensor(t) for t in soft_targets)
+        if len(soft_targets[0]) != len(items):
+            raise ValueError(
+                f"soft targets for {len(soft_targets[0])} pairs, {len(items)} pairs given"
+            )
+    pairs = Pairs(pair_text, items, states, identifiers.to(device), soft_targets)
 
-    # (decay?, fine-tuned text layer?) -> parameters; biases and norms are not decayed
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, p in model.named_parameters():
-        groups.setdefault((p.dim() >= 2, name.startswith("text_top.")), []).append(p)
-    opt = torch.optim.AdamW(
-        [
-            {
-                "params": params,
-                "weight_decay": config.weight_decay if decay else 0.0,
-                "lr": config.lr * (config.text_lr_scale if text else 1.0),
-            }
-            for (decay, text), params in groups.items()
-        ],
-        lr=config.lr,
-        # one kernel per tensor instead of ~10: 65 -> 18 ms a step for the default model on CPU
-        fused=device.type in ("cpu", "cuda"),
-    )
     steps_per_epoch = math.ceil(len(items) / config.batch_size)
-    total = steps_per_epoch * config.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _lr_lambda(total, max(1, int(config.warmup_ratio * total)))
-    )
-    targets_all = identifiers.to(device)
-    omega = config.consistency_weight
-    V = model.cfg.vocab_size
-    if model.cfg.trie_softmax:  # per item: valid tokens at each position given its prefix
-        item_allowed = trie_allowed(trie.to(device), targets_all, V)  # (N, L, V)
-    amp = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if config.autocast not in amp:
-        raise ValueError(f"autocast must be bf16, fp16 or null, got {config.autocast!r}")
-    amp_dtype = amp[config.autocast]
-    scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
+    opt, sched = make_optimizer(model, config, steps_per_epoch * config.epochs)
+    scaler = torch.amp.GradScaler(device.type) if config.autocast == "fp16" else None
     forward = TeacherForcing(model, states, device)
-    # the weights validated and kept: the model itself, or its moving average
-    kept = model
-    if config.ema_half_life is not None:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        decay = 0.5 ** (1.0 / (config.ema_half_life * steps_per_epoch))
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
-        kept = ema.module
-    if world.size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        # no buffer sync per forward: the only buffers are the constant position/trie masks
-        forward = DistributedDataParallel(
-            forward,
-            device_ids=[device] if device.type == "cuda" else None,
-            forward_sync_buffers=False,
-        )
+    forward = wrap(forward) if wrap is not None else forward
 
     history: list[dict] = []
     best, best_state, stale = -1.0, None, 0
@@ -423,77 +474,27 @@ def train_decoder(
         disable=not config.progress or world.rank > 0,
     )
     for epoch in bar:
-        model.train()
-        t0, sums = time.perf_counter(), torch.zeros(4, dtype=torch.float64)  # loss, ce, kl, n
-        for global_pairs in length_bucketed_batches(
-            pair_lengths, config.batch_size, gen, config.bucket_pool_batches
-        ):
-            pairs, weight = world.shard(global_pairs)
-            pair_items = items[pairs].to(device)
-            targets = targets_all[pair_items]  # (b, L)
-            # CE smoothing and the KL live inside the allowed tokens: the position ranges (L, V),
-            # or with trie_softmax the valid continuations of each target's prefix (b, L, V)
-            allowed = item_allowed[pair_items] if model.cfg.trie_softmax else model.allowed
-            soft = (
-                prefix_soft_targets(
-                    targets_all, pair_items, soft_items[pairs], soft_probs[pairs], V
-                )
-                if use_soft
-                else None
-            )
-            ce_args = (targets, allowed, config.label_smoothing, soft, config.soft_target_weight)
-            # The text memory has no dropout: built once for both R-Drop passes, which run as
-            # 2 "beams" of the same target, each with its own dropout.
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                if omega > 0:
-                    la, lb = forward(pair_text[pairs], targets, 2).float().unbind(1)
-                    ce = 0.5 * (identifier_ce(la, *ce_args) + identifier_ce(lb, *ce_args))
-                    kl = consistency_loss(la, lb, allowed)
-                else:
-                    logits = forward(pair_text[pairs], targets, 1)[:, 0].float()
-                    ce = identifier_ce(logits, *ce_args)
-                    kl = torch.zeros((), device=device)
-                loss = ce + omega * kl
-            opt.zero_grad(set_to_none=True)
-            scaled = loss * weight if weight != 1.0 else loss  # DDP averages the replicas
-            (scaler.scale(scaled) if scaler else scaled).backward()
-            if scaler:
-                scaler.unscale_(opt)  # clip the true gradients
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            if scaler:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
-            if kept is not model:
-                ema.update_parameters(model)
-            b = len(pairs) if weight else 0
-            step = [float(v.detach()) * b for v in (loss, ce, kl)]
-            sums += torch.tensor([*step, b], dtype=torch.float64)
-        loss, ce, kl, n_seen = world.sum_(sums).tolist()  # means over the whole epoch's pairs
-        metrics = {
-            "epoch": epoch,
-            **{"loss": loss / n_seen, "ce": ce / n_seen, "kl": kl / n_seen},
-            "lr": sched.get_last_lr()[0],
-        }
-
+        started = time.perf_counter()
+        batches = length_bucketed_batches(
+            pairs.lengths(), config.batch_size, gen, config.bucket_pool_batches
+        )
+        means = train_epoch(forward, model, pairs, batches, opt, sched, config, world, scaler)
+        metrics = {"epoch": epoch, **means, "lr": sched.get_last_lr()[0]}
         if do_val and (epoch % config.eval_every == 0 or epoch == config.epochs):
             rec = evaluate_recall(
-                kept, val_states, val_items_t, trie, config.val_beam_size, world=world
+                model, val_states, val_items_t, trie, config.val_beam_size, world=world
             )
             metrics.update({f"val_{k}": v for k, v in rec.items()})
             if rec[config.select_on] > best:  # ties keep the earlier epoch
                 best, best_state, stale = (
                     rec[config.select_on],
-                    copy.deepcopy(kept.state_dict()),
+                    copy.deepcopy(model.state_dict()),
                     0,
                 )
                 metrics["selected"] = 1.0
             else:
                 stale += 1
-        metrics["seconds"] = time.perf_counter() - t0
+        metrics["seconds"] = time.perf_counter() - started
         history.append(metrics)
         bar.set_postfix(
             {k: round(v, 4) for k, v in metrics.items() if k in ("loss", "kl", "val_mrr10")}
@@ -508,14 +509,11 @@ def train_decoder(
         if do_val and patience is not None and stale >= patience and epoch >= config.min_epochs:
             log.info(
                 "early stop at epoch %d: val %s %.4f not improved for %d evals",
-                epoch,
-                config.select_on,
-                best,
-                stale,
-            )
+                epoch, config.select_on, best, stale,
+            )  # fmt: skip
             break
 
     if best_state is None:
-        best_state = copy.deepcopy(kept.state_dict())
+        best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     return best_state, history

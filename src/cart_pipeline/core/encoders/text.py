@@ -48,22 +48,6 @@ class MiniLMTextEncoder:
         # hidden_states = embedding output + one per transformer layer
         self.n_layers = int(self.model.config.num_hidden_layers) + 1
 
-    def layer_config(self) -> dict:
-        """What it takes to rebuild one transformer layer (for fine-tuning copies of the top ones)."""
-        c = self.model.config
-        keys = (
-            "hidden_size",
-            "num_attention_heads",
-            "intermediate_size",
-            "hidden_act",
-            "layer_norm_eps",
-        )
-        return {k: getattr(c, k) for k in keys}
-
-    def top_layers(self, k: int) -> list[torch.nn.Module]:
-        """The last k transformer layers (produce hidden states S-k+1 .. S)."""
-        return list(self.model.encoder.layer[len(self.model.encoder.layer) - k :])
-
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(
             list(texts),

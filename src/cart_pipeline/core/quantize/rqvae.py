@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cart_pipeline.core.checkpoint import read_checkpoint, to_checkpoint
+from cart_pipeline.core.config import check_settings, setting
 from cart_pipeline.core.quantize.kmeans import fit_kmeans
 from cart_pipeline.core.seeding import seed_everything
 
@@ -49,25 +50,27 @@ CHECKPOINT_FORMAT = "cart-rqvae/1"
 
 @dataclass(frozen=True)
 class RQVAEConfig:
+    codebook_size: int  # K codes per level (the stage resolves `auto` from the corpus size)
     input_dim: int | None = None  # None: taken from the data by train_rqvae
-    latent_dim: int = 64
-    hidden_dims: tuple[int, ...] = (256, 128)
-    n_levels: int = 3  # M codebooks = M fine tokens
-    codebook_size: int = 64  # K codes per level
-    beta: float = 0.25  # commitment weight
-    ema_decay: float = 0.99
-    epochs: int = 50
-    batch_size: int = 256
-    lr: float = 1e-3
-    dead_code_threshold: float = 0.25  # dead when EMA share < threshold / K; 0 disables restarts
-    kmeans_init: bool = True
-    seed: int = 0
+    latent_dim: int = setting(64, ge=1)
+    hidden_dims: tuple[int, ...] = setting((256, 128))
+    n_levels: int = setting(3, ge=1)  # M codebooks = M fine tokens
+    beta: float = setting(0.25, ge=0)  # commitment weight
+    ema_decay: float = setting(0.99, gt=0, lt=1)
+    epochs: int = setting(100, ge=1)
+    batch_size: int = setting(64, ge=1)
+    lr: float = setting(1e-3, gt=0)
+    # dead when EMA share < threshold / K; 0 disables restarts
+    dead_code_threshold: float = setting(0.25, ge=0)
     # Train on a seeded sample of at most this many rows (None = all); every row is still
     # encoded. Bounds training time and memory on corpora of millions of items.
-    train_max_items: int | None = None
+    train_max_items: int | None = setting(None, ge=1)
+    kmeans_init: bool = True
+    seed: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "hidden_dims", tuple(int(h) for h in self.hidden_dims))
+        check_settings(self, "rqvae_quantization")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -107,7 +107,6 @@ class CartIndex:
         top_k: int = 10,
         beam_size: int | None = None,
         batch_size: int = 100,
-        renormalise: bool | None = None,
         encoded: list[tuple] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, dict]:
         """(Q, top_k) item indices (-1 = none) and log-probs, best first; plus timings.
@@ -115,7 +114,6 @@ class CartIndex:
         Columns past the corpus size hold -1 / -inf (the beam never exceeds the corpus).
 
         timings: seconds spent encoding the queries and decoding (beam search) in total.
-        ``renormalise``: softmax over the trie's valid tokens (default: as the decoder trained).
         ``encoded``: ``encode(texts, batch_size)``'s result, when the caller has it already.
         """
         if top_k < 1 or (beam_size is not None and beam_size < 1):
@@ -132,7 +130,7 @@ class CartIndex:
             )
             t1 = time.perf_counter()
             items, logp = constrained_beam_search(
-                self.decoder, layers, mask, self.trie, beam_size, top_k, renormalise=renormalise
+                self.decoder, layers, mask, self.trie, beam_size, top_k
             )
             t2 = time.perf_counter()
             encode_s, decode_s = encode_s + t1 - t0, decode_s + t2 - t1

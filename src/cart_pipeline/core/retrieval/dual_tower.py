@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cart_pipeline.core.checkpoint import read_checkpoint, to_checkpoint
+from cart_pipeline.core.config import check_settings, setting
 from cart_pipeline.core.metrics import pessimistic_ranks, top_k_with_ties
 from cart_pipeline.core.seeding import seed_everything
 
@@ -32,19 +33,22 @@ CHECKPOINT_FORMAT = "cart-dual-tower/1"
 class DualTowerConfig:
     text_dim: int = 384
     item_dim: int = 1280
-    embed_dim: int = 256
-    hidden_dim: int = 512
-    dropout: float = 0.1
-    epochs: int = 40
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    embed_dim: int = setting(256, ge=1)
+    hidden_dim: int = setting(512, ge=1)
+    dropout: float = setting(0.1, ge=0, lt=1)
+    epochs: int = setting(60, ge=1)
+    batch_size: int = setting(256, ge=1)
+    lr: float = setting(1e-3, gt=0)
+    weight_decay: float = setting(1e-4, ge=0)
     # keep the epoch with the best validation MRR@10; stop after `patience` epochs without one
-    patience: int = 8
+    patience: int = setting(8, ge=1)
     # Up to this corpus size every step scores the full corpus (no false negatives from
     # in-batch sampling); above it, negatives are the batch's items.
     full_softmax_max_items: int = 50_000
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_settings(self, "dual_tower")
 
 
 class ProjectionHead(nn.Module):
@@ -266,6 +270,15 @@ class DualTowerIndex:
             embed_items(model, item_features),
             checkpoint.get("saved_version"),
         )
+
+    @torch.inference_mode()
+    def rescore(self, text_features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The cosine of each query (Q, H) with its candidates, rows (Q, B) into the corpus
+        (-1 = none, scored -inf): reranking another system's candidates costs O(B)."""
+        text = embed_texts(self.model, text_features)  # (Q, E)
+        keys = self.item_embeddings[torch.as_tensor(np.maximum(rows, 0))]  # (Q, B, E)
+        cosines = torch.einsum("qe,qbe->qb", text, keys).double().numpy()
+        return np.where(rows >= 0, cosines, -np.inf)
 
     def search(
         self,

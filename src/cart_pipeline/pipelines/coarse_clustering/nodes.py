@@ -1,5 +1,4 @@
-"""Coarse token: K-Means over the L2-normalised identifier features (the candidate features,
-or their dual-tower embedding: see `identifier_space` in parameters.yml)."""
+"""Coarse token: K-Means over the L2-normalised candidate features."""
 
 from __future__ import annotations
 
@@ -11,40 +10,18 @@ import numpy as np
 import pandas as pd
 
 from cart_pipeline.core.quantize.kmeans import default_n_clusters, fit_kmeans
-from cart_pipeline.core.retrieval.dual_tower import dual_tower_from_checkpoint, embed_items
-from cart_pipeline.core.tables import column_to_matrix, features_frame, matrix_to_column
+from cart_pipeline.core.tables import column_to_matrix, matrix_to_column
 from cart_pipeline.pipelines.modalities import for_modality
 from cart_pipeline.pipelines.tracking import log_metrics
 
 logger = logging.getLogger(__name__)
 
 
-def identifier_features(
-    candidate_features: pd.DataFrame, dual_tower: dict, space: str
-) -> pd.DataFrame:
-    """The vectors identifiers are built from: ``features`` (the candidate encoder's, as is) or
-    ``dual_tower`` (their image of the dual tower's item tower: a text-aligned space, as CLIP's
-    is for the paper's identifiers; the default image encoder is an ImageNet classifier)."""
-    if space == "features":
-        return candidate_features[["item_id", "embedding", "encoder", "dim"]]
-    if space == "dual_tower":
-        model = dual_tower_from_checkpoint(dual_tower)
-        joint = embed_items(
-            model, column_to_matrix(candidate_features.embedding)
-        ).numpy()  # (N, E), L2-normalised
-        return features_frame(
-            candidate_features.item_id,
-            joint,
-            encoder=f"dual_tower({candidate_features.encoder.iloc[0]})",
-        )
-    raise ValueError(f"identifier_space must be 'features' or 'dual_tower', got {space!r}")
-
-
 def cluster_candidates(
-    identifier_features: pd.DataFrame, params: dict[str, Any], modality: str, seed: int
+    candidate_features: pd.DataFrame, params: dict[str, Any], modality: str, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     params = for_modality(params, modality)
-    features = column_to_matrix(identifier_features.embedding)  # (N, D)
+    features = column_to_matrix(candidate_features.embedding)  # (N, D)
     n_clusters = (
         default_n_clusters(len(features))
         if params["n_clusters"] == "auto"
@@ -77,7 +54,7 @@ def cluster_candidates(
     centroids["embedding"] = matrix_to_column(result.centroids, index=centroids.index)
     assignments = pd.DataFrame(
         {
-            "item_id": identifier_features.item_id.to_numpy(),
+            "item_id": candidate_features.item_id.to_numpy(),
             "coarse": result.assignments,
             "distance": result.distances,
         }

@@ -2,22 +2,16 @@ from kedro.pipeline import Pipeline, node
 
 from cart_pipeline.pipelines.modalities import per_modality
 
-from .nodes import cluster_candidates, identifier_features
+from .nodes import cluster_candidates
 
 
 def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
     template = Pipeline(
         [
             node(
-                identifier_features,
-                inputs=["candidate_features", "dual_tower", "params:identifier_space"],
-                outputs="identifier_features",
-                name="identifier_features",
-            ),
-            node(
                 cluster_candidates,
                 inputs=[
-                    "identifier_features",
+                    "candidate_features",
                     "params:coarse_clustering",
                     "params:modality",
                     "params:seed",
@@ -27,6 +21,4 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             ),
         ]
     )
-    return per_modality(
-        template, modalities, shared_parameters=["coarse_clustering", "identifier_space"]
-    )
+    return per_modality(template, modalities, shared_parameters=["coarse_clustering"])

@@ -8,7 +8,8 @@
 
 Each process (:func:`main`) joins the process group (gloo on CPU, NCCL on CUDA, one GPU per
 process), rebuilds the decoder from the job's initial weights and calls the same
-``train_decoder``, which shards every global batch across the replicas (core/decoder/train.py).
+``train_decoder`` with its forward wrapped in ``DistributedDataParallel``; it shards every
+global batch across the replicas (core/decoder/train.py).
 Rank 0 writes the best weights and the history; before that every replica compares its final
 weights with rank 0's, and the launcher refuses a result whose replicas diverged. The same seed
 and world size give the same checkpoint; against one process with the same global batch the
@@ -102,6 +103,7 @@ def train_data_parallel(
 def main(folder: str) -> None:
     """One replica, as started by torchrun (RANK, LOCAL_RANK, WORLD_SIZE in the environment)."""
     import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
 
     from cart_pipeline.pipelines.encoders import load_encoder
 
@@ -117,6 +119,15 @@ def main(folder: str) -> None:
     try:
         model, job = decoder_from_checkpoint(checkpoint, map_location=device)
         config = TrainConfig(**job["train_config"])
+
+        def data_parallel(forward: torch.nn.Module) -> torch.nn.Module:
+            # no buffer sync per forward: the only buffers are the constant position masks
+            return DistributedDataParallel(
+                forward,
+                device_ids=[device] if device.type == "cuda" else None,
+                forward_sync_buffers=False,
+            )
+
         best, history = train_decoder(
             model.train(),
             job["train_texts"],
@@ -127,6 +138,7 @@ def main(folder: str) -> None:
             val_texts=job["val_texts"],
             val_items=job["val_items"],
             soft_targets=job["soft_targets"],
+            wrap=data_parallel,
         )
         # every replica must hold rank 0's weights: compare, then take the largest difference
         diff = torch.zeros((), dtype=torch.float64, device=device)

@@ -19,11 +19,7 @@ from cart_pipeline.core.decoder import (
     decoder_to_checkpoint,
     train_decoder,
 )
-from cart_pipeline.core.decoder.targets import (
-    dual_tower_targets,
-    sibling_targets,
-    target_summary,
-)
+from cart_pipeline.core.decoder.targets import dual_tower_targets, target_summary
 from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.pairs import index_pairs, text_features_of
 from cart_pipeline.core.quantize.ids import Vocabulary
@@ -61,29 +57,22 @@ def train_cart_decoder(
     train, val = ~pairs.is_validation.to_numpy(), pairs.is_validation.to_numpy()
 
     encoder = load_encoder(text_encoder_spec)
-    tune_text_layers = int(params["tune_text_layers"])
-    if tune_text_layers and not hasattr(encoder, "top_layers"):
-        raise ValueError(
-            f"tune_text_layers needs a BERT-style text encoder; {encoder.name} has no top_layers()"
-        )
     config = from_params(
         DecoderConfig,
         params,
+        "decoder_training",
         vocab_size=vocabulary.size,
         position_ranges=vocabulary.position_ranges(),
         text_dim=encoder.dim,
         text_layers=encoder.n_layers,
-        text_layer_config=encoder.layer_config() if tune_text_layers else None,
     )
-    train_config = from_params(TrainConfig, params, seed=int(seed))
+    train_config = from_params(TrainConfig, params, "decoder_training", seed=int(seed))
     soft = None
     if train_config.soft_target_weight > 0:
         train_pairs = pairs[train]
         soft = soft_item_targets(
             params["soft_targets"],
             train_pairs,
-            rows[train],
-            identifiers,
             item_ids,
             dual_tower,
             (query_features, pseudo_query_features),
@@ -100,10 +89,9 @@ def train_cart_decoder(
             summary["entropy_nats"],
         )
         log_metrics(summary, prefix=f"{modality}.decoder.soft_target_")
-    model = CartDecoder(config)
-    if tune_text_layers:
-        model.load_text_layers(encoder.top_layers(tune_text_layers))
-    model.to(device)  # training follows the model's device; the checkpoint is saved from the CPU
+    model = CartDecoder(config).to(
+        device
+    )  # training follows the model's device; the checkpoint is saved from the CPU
     logger.info(
         "%s: training on %d pairs (%d validation) over %d identifiers of length %d; %.2fM parameters",
         modality,
@@ -178,8 +166,6 @@ def train_cart_decoder(
 def soft_item_targets(
     spec: dict[str, Any],
     pairs: pd.DataFrame,
-    rows: np.ndarray,
-    identifiers: torch.Tensor,
     item_ids: np.ndarray,
     dual_tower: dict,
     text_feature_tables: tuple[pd.DataFrame, ...],
@@ -202,8 +188,4 @@ def soft_item_targets(
             int(spec["top_k"]),
             spec["temperature"],
         )
-    if spec["source"] == "siblings":
-        return sibling_targets(
-            identifiers, torch.as_tensor(rows), int(spec["prefix_length"]), int(spec["top_k"])
-        )
-    raise ValueError(f"unknown soft_targets.source {spec['source']!r}; known: dual_tower, siblings")
+    raise ValueError(f"unknown soft_targets.source {spec['source']!r}; known: dual_tower")

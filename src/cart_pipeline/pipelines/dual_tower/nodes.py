@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from cart_pipeline.core.config import from_params
 from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.pairs import index_pairs, text_features_of
 from cart_pipeline.core.retrieval.dual_tower import (
@@ -33,13 +34,17 @@ def fit_dual_tower(
 ) -> dict:
     """Projection heads on the frozen features, trained on exactly CART's pairs."""
     train_on = stage_device(params, device)
-    params = {k: v for k, v in params.items() if k != "device"}
     pairs, items = index_pairs(training_pairs, candidate_features.item_id.to_numpy())
     text = text_features_of(pairs.query_id, query_features, pseudo_query_features)
     item_features = column_to_matrix(candidate_features.embedding)
     val = pairs.is_validation.to_numpy()
-    config = DualTowerConfig(
-        text_dim=text.shape[1], item_dim=item_features.shape[1], seed=int(seed), **params
+    config = from_params(
+        DualTowerConfig,
+        params,
+        "dual_tower",
+        text_dim=text.shape[1],
+        item_dim=item_features.shape[1],
+        seed=int(seed),
     )
     started = time.perf_counter()
     model, history = train_dual_tower(

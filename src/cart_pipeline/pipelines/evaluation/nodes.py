@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,12 +70,12 @@ def rank_with_cart(
         index = index.int8()
     test = heldout_queries(queries, index.item_ids)
     top, scores, timing = search_cart(index, test, params)
+    validation = dict(index.metadata.get("validation", {}))
+    if params["validation_ranks"]:  # opt-in: what the lever runner pools over runs
+        validation |= validation_ranks(index, queries, params)
     info = {
         **_throughput(len(test), timing),
-        "validation": {
-            **index.metadata.get("validation", {}),
-            **validation_ranks(index, queries, params),
-        },
+        "validation": validation,
         "model_version": index.version,
     }
     return rankings_frame(test.query_id.tolist(), index.item_ids, top, scores), info
@@ -87,14 +88,13 @@ def search_cart(index: CartIndex, queries: pd.DataFrame, params: dict[str, Any])
         top_k=int(params["top_k"]),
         beam_size=int(params["beam_size"]),
         batch_size=int(params["batch_size"]),
-        renormalise=params["trie_renormalise"],
     )
 
 
 def validation_ranks(index: CartIndex, queries: pd.DataFrame, params: dict[str, Any]) -> dict:
     """The kept checkpoint's rank of each validation query's item, searched as the test queries
-    (untimed; ties against the item): what the levers runner pools over validation folds to
-    compare two settings query by query (`cart_pipeline.levers`)."""
+    (untimed; ties against the item): what the lever runner pools over collections and runs to
+    compare two settings query by query (experiments/levers.py)."""
     validation = heldout_queries(queries, index.item_ids, "validation")
     if validation.empty:
         return {}
@@ -140,6 +140,24 @@ def rank_with_dual_tower(
     }
 
 
+def fit_pair_lookup(
+    training_pairs: pd.DataFrame,
+    item_ids: np.ndarray,
+    query_features: pd.DataFrame,
+    pseudo_query_features: pd.DataFrame,
+) -> tuple[PairLookup, tuple[np.ndarray, np.ndarray]]:
+    """The pair lookup over the training texts of ``item_ids`` (rows in that order), and the
+    validation texts' (features, item rows) its temperature is chosen on."""
+    pairs, rows = index_pairs(training_pairs, item_ids)
+    val = pairs.is_validation.to_numpy()
+    lookup = PairLookup.from_pairs(
+        text_features_of(pairs.query_id[~val], query_features, pseudo_query_features),
+        rows[~val],
+        len(item_ids),
+    )
+    return lookup, (text_features_of(pairs.query_id[val], query_features), rows[val])
+
+
 def rank_with_pair_lookup(
     training_pairs: pd.DataFrame,
     queries: pd.DataFrame,
@@ -150,17 +168,11 @@ def rank_with_pair_lookup(
 ) -> tuple[pd.DataFrame, dict]:
     """The floor: a soft vote over each item's training texts, τ chosen on validation."""
     item_ids = candidate_features.item_id.to_numpy()
-    pairs, rows = index_pairs(training_pairs, item_ids)
-    val = pairs.is_validation.to_numpy()
-    lookup = PairLookup.from_pairs(
-        text_features_of(pairs.query_id[~val], query_features, pseudo_query_features),
-        rows[~val],
-        len(item_ids),
+    lookup, validation = fit_pair_lookup(
+        training_pairs, item_ids, query_features, pseudo_query_features
     )
     by_temperature = lookup.fit_temperature(
-        text_features_of(pairs.query_id[val], query_features),
-        rows[val],
-        tuple(params["pair_lookup"]["temperatures"]),
+        *validation, tuple(params["pair_lookup"]["temperatures"])
     )
     test = heldout_queries(queries, item_ids)
     started = time.perf_counter()
@@ -286,52 +298,6 @@ def evaluate_modality(
     return result
 
 
-def package_search_index(
-    cart_decoder: dict,
-    candidates: pd.DataFrame,
-    queries: pd.DataFrame,
-    evaluation_metrics: dict,
-    text_encoder_spec: dict[str, Any],
-    params: dict[str, Any],
-    device: str,
-    modality: str,
-) -> dict:
-    """The evaluated index as one file: what `cart-search` and the served model load."""
-    from cart_pipeline.search import make_search_index
-
-    cart = evaluation_metrics["systems"]["cart"]["metrics"]
-    return make_search_index(
-        modality,
-        cart_decoder,
-        candidates,
-        queries,
-        text_encoder_spec,
-        params["beam_size"],
-        device,
-        {metric: cart[metric] for metric in ("R@1", "R@5", "R@10", "MRR@10")},
-    )
-
-
-def register_served_model(
-    search_index: dict, queries: pd.DataFrame, params: dict[str, Any]
-) -> dict:
-    """The search index as the registered MLflow model `cart-<modality>` (serving.py)."""
-    import mlflow
-
-    modality = search_index["modality"]
-    if not params["register_model"] or mlflow.active_run() is None:
-        reason = "register_model is off" if not params["register_model"] else "no MLflow run"
-        logger.info("%s: served model not registered (%s)", modality, reason)
-        return {"registered": False, "reason": reason}
-    from cart_pipeline.serving import log_cart_model
-
-    train_texts = queries[(queries.split == "train") & (queries.source == "human")].text
-    registered = log_cart_model(
-        search_index, example_query=train_texts.iloc[0] if len(train_texts) else "a picture"
-    )
-    return {"registered": True, **registered}
-
-
 def comparisons(ranks: dict[str, np.ndarray], n_boot: int, seed: int) -> dict:
     """CART (and CART + rerank) against each baseline, paired over the same queries."""
     return {
@@ -342,8 +308,8 @@ def comparisons(ranks: dict[str, np.ndarray], n_boot: int, seed: int) -> dict:
 
 
 def run_config(
+    dataset_root: str,
     id_variant: str,
-    identifier_space: str,
     decoder: dict[str, Any],
     captioning: dict[str, Any],
     evaluation: dict[str, Any],
@@ -354,12 +320,10 @@ def run_config(
     """What distinguishes this run from an ablation or a lever of it (metrics.json, MLflow tags)."""
     return {
         "run_label": run_label,
+        "collection": Path(dataset_root).name,
         "id_variant": id_variant,
-        "identifier_space": identifier_space,
         "fusion": bool(decoder["fusion"]),
         "consistency_weight": float(decoder["consistency_weight"]),
-        "trie_softmax": bool(decoder["trie_softmax"]),
-        "sentence_input": bool(decoder["sentence_input"]),
         "soft_targets": f"{decoder['soft_targets']['source']}:{float(decoder['soft_target_weight'])}",
         "pseudo_per_described_item": captioning["pseudo_per_described_item"],
         "seed": int(seed),
@@ -372,8 +336,8 @@ def run_config(
 
 
 def summarise(
+    dataset_root: str,
     id_variant: str,
-    identifier_space: str,
     decoder: dict,
     captioning: dict,
     evaluation: dict,
@@ -386,7 +350,7 @@ def summarise(
     import mlflow
 
     config = run_config(
-        id_variant, identifier_space, decoder, captioning, evaluation, ingest, seed, run_label
+        dataset_root, id_variant, decoder, captioning, evaluation, ingest, seed, run_label
     )
     n_boot = int(evaluation["bootstrap_samples"])
     metrics: dict[str, Any] = {

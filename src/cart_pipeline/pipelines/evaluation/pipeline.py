@@ -5,11 +5,9 @@ from cart_pipeline.pipelines.modalities import per_modality
 from .nodes import (
     SYSTEMS,
     evaluate_modality,
-    package_search_index,
     rank_with_cart,
     rank_with_dual_tower,
     rank_with_pair_lookup,
-    register_served_model,
     rerank_cart_with_dual_tower,
     summarise,
 )
@@ -86,27 +84,6 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                 outputs="evaluation_metrics",
                 name="evaluate_modality",
             ),
-            node(
-                package_search_index,
-                inputs=[
-                    "cart_decoder",
-                    "candidates",
-                    "queries",
-                    "evaluation_metrics",
-                    "params:feature_extraction.text_encoder",
-                    "params:evaluation",
-                    "params:device",
-                    "params:modality",
-                ],
-                outputs="search_index",
-                name="package_search_index",
-            ),
-            node(
-                register_served_model,
-                inputs=["search_index", "queries", "params:evaluation"],
-                outputs="served_model",
-                name="register_served_model",
-            ),
         ]
     )
     shared = ["evaluation", "feature_extraction.text_encoder"]
@@ -115,8 +92,8 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             node(
                 summarise,
                 inputs=[
+                    "params:dataset_root",
                     "params:id_variant",
-                    "params:identifier_space",
                     "params:decoder_training",
                     "params:captioning",
                     "params:evaluation",

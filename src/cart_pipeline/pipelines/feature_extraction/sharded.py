@@ -36,6 +36,8 @@ import pandas as pd
 
 from cart_pipeline.io import CSVDataset, ParquetDataset
 
+from .encode import encode_candidates
+
 logger = logging.getLogger(__name__)
 
 # Parts are read and written as the catalog's `_parquet` and `_csv` entries are (catalog.yml)
@@ -80,8 +82,6 @@ def encode_shard(
     """One task: encode a shard, save its rejects, then its features (the part exists only
     once both are on disk). -> items encoded."""
     import torch
-
-    from .nodes import encode_candidates
 
     torch.set_num_threads(1)  # one core per worker process
     table, rejects = encode_candidates(

@@ -50,16 +50,16 @@ def assign_identifiers(
 
 
 def plot_identifier_prefixes(
-    identifier_features: pd.DataFrame,
+    candidate_features: pd.DataFrame,
     semantic_ids: pd.DataFrame,
     params: dict[str, Any],
     modality: str,
     seed: int,
 ) -> Figure:
     """t-SNE of the features coloured by coarse token; a few first-fine-token groups outlined."""
-    ids = semantic_ids.set_index("item_id").loc[identifier_features.item_id]
+    ids = semantic_ids.set_index("item_id").loc[candidate_features.item_id]
     return identifier_prefix_map(
-        column_to_matrix(identifier_features.embedding),
+        column_to_matrix(candidate_features.embedding),
         ids.coarse.to_numpy(),
         int_lists_to_matrix(ids.fine).reshape(len(ids), -1),
         title=f"{modality}: t-SNE of item features, colour = coarse token (K-Means);\noutlines: items sharing coarse and first fine token",

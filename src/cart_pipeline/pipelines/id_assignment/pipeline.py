@@ -17,7 +17,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             node(
                 plot_identifier_prefixes,
                 inputs=[
-                    "identifier_features",
+                    "candidate_features",
                     "semantic_ids",
                     "params:id_assignment",
                     "params:modality",

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cart_pipeline.core.config import from_params
 from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.quantize.ids import fine_codes_for_variant
 from cart_pipeline.core.quantize.kmeans import KMeansResult
@@ -27,7 +28,7 @@ def default_codebook_size(n_items: int) -> int:
 
 
 def quantise_fine(
-    identifier_features: pd.DataFrame,
+    candidate_features: pd.DataFrame,
     kmeans_centroids: pd.DataFrame,
     coarse_assignments: pd.DataFrame,
     params: dict[str, Any],
@@ -37,31 +38,20 @@ def quantise_fine(
     device: str = "cpu",
 ) -> tuple[dict, pd.DataFrame, dict]:
     params = for_modality(params, modality)
-    assignments = coarse_assignments.set_index("item_id").loc[identifier_features.item_id]
+    assignments = coarse_assignments.set_index("item_id").loc[candidate_features.item_id]
     kmeans = KMeansResult(
         centroids=column_to_matrix(kmeans_centroids.sort_values("cluster").embedding),
         assignments=assignments.coarse.to_numpy(np.int64),
         distances=assignments.distance.to_numpy(np.float32),
     )
-    features = column_to_matrix(identifier_features.embedding)
+    features = column_to_matrix(candidate_features.embedding)
     codebook_size = (
         default_codebook_size(len(features))
         if params["codebook_size"] == "auto"
         else int(params["codebook_size"])
     )
-    config = RQVAEConfig(
-        latent_dim=int(params["latent_dim"]),
-        hidden_dims=tuple(params["hidden_dims"]),
-        n_levels=int(params["n_levels"]),
-        codebook_size=codebook_size,
-        beta=float(params["beta"]),
-        ema_decay=float(params["ema_decay"]),
-        epochs=int(params["epochs"]),
-        batch_size=int(params["batch_size"]),
-        lr=float(params["lr"]),
-        dead_code_threshold=float(params["dead_code_threshold"]),
-        seed=int(seed),
-        train_max_items=params["train_max_items"],
+    config = from_params(
+        RQVAEConfig, params, "rqvae_quantization", codebook_size=codebook_size, seed=int(seed)
     )
     started = time.perf_counter()
     codes = fine_codes_for_variant(
@@ -93,7 +83,7 @@ def quantise_fine(
         "history": codes.history,
     }
     fine_codes = pd.DataFrame(
-        {"item_id": identifier_features.item_id.to_numpy(), "coarse": codes.coarse}
+        {"item_id": candidate_features.item_id.to_numpy(), "coarse": codes.coarse}
     )
     fine_codes["fine"] = int_lists_column(codes.fine, index=fine_codes.index)
     return checkpoint, fine_codes, diagnostics

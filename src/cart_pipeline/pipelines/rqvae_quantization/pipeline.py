@@ -11,7 +11,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             node(
                 quantise_fine,
                 inputs=[
-                    "identifier_features",
+                    "candidate_features",
                     "kmeans_centroids",
                     "coarse_assignments",
                     "params:rqvae_quantization",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
 
-from cart_pipeline import seeds
+from experiments import seeds
+from tests.conftest import PROJECT_ROOT
 
 
 def saved_run(project, version: str, seed: int, label: str, r1: dict, same_r1: float) -> None:
@@ -18,7 +20,7 @@ def saved_run(project, version: str, seed: int, label: str, r1: dict, same_r1: f
         for system, value in r1.items()
     }
     metrics = {
-        "config": {"seed": seed, "run_label": label},
+        "config": {"seed": seed, "run_label": label, "collection": "tuxpaint"},
         "by_modality": {"image": systems},
         "overall": systems,
     }
@@ -52,6 +54,8 @@ class Cells(HTMLParser):
 
 
 def test_report_only_summarises_the_newest_run_of_each_seed(tmp_path):
+    shutil.copytree(PROJECT_ROOT / "conf" / "base", tmp_path / "conf" / "base")
+    (tmp_path / "conf" / "local").mkdir()
     saved_run(
         tmp_path, "2026-01-01T00.00.00.000Z", 1, "seed-1", {"cart": 0.1, "pair_lookup": 0.3}, 0.2
     )
@@ -66,7 +70,9 @@ def test_report_only_summarises_the_newest_run_of_each_seed(tmp_path):
     assert seeds.main(["--report-only", "--project", str(tmp_path), "--seeds", "1", "2"]) == 0
 
     out = tmp_path / "data/08_reporting/seeds"
-    summary = pd.read_csv(out / "summary.csv").set_index(["modality", "system", "metric"])
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary.collection) == {"tuxpaint"}
+    summary = summary.set_index(["modality", "system", "metric"])
     cart_r1 = summary.loc[("image", "cart", "R@1")]
     assert cart_r1["mean"] == pytest.approx(0.2) and cart_r1.sd == pytest.approx(0.1414, abs=1e-4)
     assert cart_r1.n_seeds == 2 and cart_r1.seeds == "1 2"
@@ -83,5 +89,7 @@ def test_report_only_summarises_the_newest_run_of_each_seed(tmp_path):
     assert not cells.bold[row + 1] and cells.bold[row + 5]
     assert cells.cells[row + 5 : row + 8] == ["25.0 ± 7.1", "55.0 ± 7.1", "30.0 ± 14.1"]
     # seed by seed (modality and system are plain cells there): R@1 for seeds 1, 2, then R@10
-    row = next(i for i in range(len(cells.cells)) if cells.cells[i : i + 2] == ["image", "cart"])
+    row = next(
+        i for i in range(len(cells.cells)) if cells.cells[i : i + 2] == ["tuxpaint · image", "cart"]
+    )
     assert cells.cells[row + 2 : row + 6] == ["10.0", "30.0", "40.0", "60.0"]

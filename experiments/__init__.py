@@ -1,0 +1,1 @@
+"""Research runners beside the package: levers, seeds, ablations (README.md here)."""

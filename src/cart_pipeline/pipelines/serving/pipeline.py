@@ -1,0 +1,36 @@
+from kedro.pipeline import Pipeline, node
+
+from cart_pipeline.pipelines.modalities import per_modality
+
+from .nodes import package_search_index, register_served_model
+
+
+def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
+    template = Pipeline(
+        [
+            node(
+                package_search_index,
+                inputs=[
+                    "cart_decoder",
+                    "candidates",
+                    "queries",
+                    "evaluation_metrics",
+                    "params:feature_extraction.text_encoder",
+                    "params:evaluation",
+                    "params:device",
+                    "params:modality",
+                ],
+                outputs="search_index",
+                name="package_search_index",
+            ),
+            node(
+                register_served_model,
+                inputs=["search_index", "queries", "params:evaluation"],
+                outputs="served_model",
+                name="register_served_model",
+            ),
+        ]
+    )
+    return per_modality(
+        template, modalities, shared_parameters=["evaluation", "feature_extraction.text_encoder"]
+    )
