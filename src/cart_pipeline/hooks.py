@@ -27,6 +27,13 @@ JOURNAL_FOLDER = Path("data/09_tracking/runs")  # one record per `kedro run` (Ru
 RESUMES_ENV = "CART_RESUMES"  # set by `kedro resume`: the session id of the run it completes
 
 
+def run_parameters(context) -> dict:
+    """The run's merged parameters (base, its environment, its --params): what Kedro's
+    ``context.params`` holds, read without Kedro's type validation against the pipelines,
+    which would build the pipelines before the run's modalities are known."""
+    return context.config_loader["parameters"]
+
+
 class ParametersHook:
     """Checks every parameter of the run before anything runs (`pipelines/parameters.py`):
     an unknown key, a bad value, an unavailable device or a missing dataset folder stops the
@@ -35,7 +42,7 @@ class ParametersHook:
 
     @hook_impl
     def after_context_created(self, context) -> None:
-        params = context.params
+        params = run_parameters(context)
         check_parameters(params)
         root = Path(params["dataset_root"])
         root = root if root.is_absolute() else Path(context.project_path) / root
@@ -134,7 +141,7 @@ class TorchThreadsHook:
 
     @hook_impl
     def after_context_created(self, context) -> None:
-        threads = int(context.params["num_threads"])
+        threads = int(run_parameters(context)["num_threads"])
         torch.set_num_threads(threads)
         logger.info("torch uses %d threads", threads)
 
@@ -149,7 +156,7 @@ class RunNamesHook:
 
     @hook_impl
     def after_context_created(self, context) -> None:
-        self._params = context.params
+        self._params = run_parameters(context)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict) -> None:

@@ -41,15 +41,19 @@ def configured_modalities() -> list[str]:
 
 
 def _project_modalities() -> list[str]:
-    from kedro.config import OmegaConfigLoader
-    from kedro.framework.project import settings
+    """`modalities` of conf/base, then conf/local, read as plain YAML: constructing another
+    Kedro config loader here would re-bind OmegaConf's process-wide `globals` resolver to it,
+    under the feet of the run's own loader."""
+    import yaml
     from kedro.utils import find_kedro_project
 
     project = find_kedro_project(Path.cwd()) or Path(__file__).resolve().parents[3]
-    loader = OmegaConfigLoader(
-        str(Path(project) / settings.CONF_SOURCE), **settings.CONFIG_LOADER_ARGS
-    )
-    return list(loader["parameters"]["modalities"])
+    modalities: list[str] = []
+    for env in ("base", "local"):
+        for path in sorted((Path(project) / "conf" / env).glob("parameters*.yml")):
+            values = yaml.safe_load(path.read_text()) or {}
+            modalities = list(values.get("modalities", modalities))
+    return modalities
 
 
 def per_modality(
