@@ -58,7 +58,9 @@ def comparison_table(results: dict[str, dict]) -> pd.DataFrame:
         for group, systems in [*metrics["by_modality"].items(), ("overall", metrics["overall"])]:
             for system, values in systems.items():
                 # the baselines do not change with CART's ablations: shown once, from `cart`
-                if system == "cart_rerank" or (system != "cart" and label != "cart"):
+                if system in ("cart_rerank", "cart_lookup_rerank") or (
+                    system != "cart" and label != "cart"
+                ):
                     continue
                 variant = label if system == "cart" else system
                 rows.append(

@@ -51,7 +51,7 @@ from experiments.runs import (
 
 logger = logging.getLogger("experiments.levers")
 
-SYSTEMS = ("cart", "cart_rerank", "dual_tower", "pair_lookup")
+SYSTEMS = ("cart", "cart_rerank", "cart_lookup_rerank", "dual_tower", "pair_lookup")
 METRICS = ("R@1", "R@10", "MRR@10")
 RunKey = tuple[str, str, int, int]  # (lever, env, seed, validation fold)
 

@@ -41,7 +41,8 @@ from cart_pipeline.core.search_index import SEARCH_INDEX_FORMAT, make_search_ind
 logger = logging.getLogger(__name__)
 
 # Every system a modality can answer with, in the order pages and tables show them.
-SYSTEMS = ("cart", "cart_rerank", "dual_tower", "pair_lookup")
+SYSTEMS = ("cart", "cart_rerank", "cart_lookup_rerank", "dual_tower", "pair_lookup")
+RERANKED_BY = {"cart_rerank": "dual_tower", "cart_lookup_rerank": "pair_lookup"}
 TEXT_ENCODER_CACHE = Path("data/06_models/text_encoder")
 # The catalog's "{modality}.search_index" (a test holds the two together): read without Kedro.
 SEARCH_INDEX = "{data_dir}/06_models/{modality}/search_index.pt"
@@ -194,8 +195,8 @@ class Retriever:
     def systems(self, modality: str) -> list[str]:
         """The systems this retriever can answer ``modality``'s queries with."""
         have = {"cart", *self.baselines.get(modality, {})}
-        if "dual_tower" in have:
-            have.add("cart_rerank")  # CART's beam reordered by the dual tower, as evaluated
+        # CART's beam reordered by a baseline, as evaluated
+        have |= {hybrid for hybrid, by in RERANKED_BY.items() if by in have}
         return [system for system in SYSTEMS if system in have]
 
     @classmethod
@@ -388,7 +389,7 @@ class Retriever:
             # k past the corpus size returns the whole corpus, ranked; nothing is decoded for it
             k_here = min(k, len(index.item_ids))
             started = time.perf_counter()
-            if system in ("cart", "cart_rerank"):
+            if system in ("cart", *RERANKED_BY):
                 # indexes that share a text encoder (they all do when loaded together) share
                 # one encoding of the queries
                 if id(index.text_encoder) not in encodings:
@@ -396,11 +397,11 @@ class Retriever:
                     encodings[id(index.text_encoder)] = states, time.perf_counter() - started
                 states, encode_s = encodings[id(index.text_encoder)]
                 # a beam of at least 10 even for k=1: greedy decoding misses identifiers whose
-                # first token is not the locally best one; CART + rerank reorders the beam it
-                # was evaluated with
+                # first token is not the locally best one; a rerank reorders the beam it was
+                # evaluated with
                 beam = beam_size or max(k_here, 10)
                 depth = k_here
-                if system == "cart_rerank":
+                if system in RERANKED_BY:
                     beam = depth = min(
                         max(self.beam_sizes.get(name, beam), k_here), len(index.item_ids)
                     )
@@ -408,8 +409,8 @@ class Retriever:
                     list(queries), top_k=depth, beam_size=beam, encoded=states
                 )
                 timing["encode_s"] = encode_s
-                if system == "cart_rerank":
-                    top, scores = self._rerank(name, queries, top, k_here)
+                if system in RERANKED_BY:
+                    top, scores = self._rerank(name, RERANKED_BY[system], queries, top, k_here)
             else:  # the baselines read the text encoder's sentence vectors, as in training
                 encoder = next(iter(self.indexes.values())).text_encoder
                 features = encoder.encode(list(queries))
@@ -422,7 +423,7 @@ class Retriever:
                 top, scores = top[:, :k_here], scores[:, :k_here]  # ties past k: not shown
             timing["seconds"] = time.perf_counter() - started
             self.last_timing[name] = timing
-            item_ids = index.item_ids if system in ("cart", "cart_rerank") else baseline.item_ids
+            item_ids = index.item_ids if system in ("cart", *RERANKED_BY) else baseline.item_ids
             for q, (row_items, row_scores) in enumerate(zip(top, scores, strict=True)):
                 hits = [(i, s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0]
                 results[q] += [
@@ -431,17 +432,18 @@ class Retriever:
                 ]
         return results
 
-    def _rerank(self, modality: str, queries: list[str], top: np.ndarray, k: int):
-        """CART's beam (Q, B) reordered by the dual tower's cosine, as the evaluation's
-        `cart_rerank` (a stable sort: equal cosines keep CART's order) -> top k of it."""
-        tower = self.baselines[modality]["dual_tower"]
+    def _rerank(self, modality: str, by: str, queries: list[str], top: np.ndarray, k: int):
+        """CART's beam (Q, B) reordered by baseline ``by`` (the dual tower's cosine or the
+        pair lookup's vote over each candidate's texts), as the evaluation's hybrids (a stable
+        sort: equal scores keep CART's order) -> top k of it."""
+        baseline = self.baselines[modality][by]
         encoder = next(iter(self.indexes.values())).text_encoder
-        row_of = {item: row for row, item in enumerate(tower.item_ids)}
+        row_of = {item: row for row, item in enumerate(baseline.item_ids)}
         cart_ids = self.indexes[modality].item_ids
         rows = np.array([[row_of[cart_ids[i]] if i >= 0 else -1 for i in beam] for beam in top])
-        cosines = tower.rescore(encoder.encode(list(queries)), rows)  # (Q, B), -inf for -1
-        order = np.argsort(-cosines, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(top, order, 1), np.take_along_axis(cosines, order, 1)
+        scores = baseline.rescore(encoder.encode(list(queries)), rows)  # (Q, B), -inf for -1
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(top, order, 1), np.take_along_axis(scores, order, 1)
 
     def _result(self, query: str, rank: int, item_id: str, modality: str, score: float):
         description, media_path = self.items.get(item_id, ("", ""))
@@ -451,8 +453,8 @@ class Retriever:
 def _baselines(catalog, modality: str, tower_version: str | None, temperature) -> dict:
     """The dual tower and the pair lookup of ``modality``, as its evaluation measured them."""
     from cart_pipeline.core.retrieval.dual_tower import DualTowerIndex
+    from cart_pipeline.core.retrieval.pair_lookup import lookup_from_training_pairs
     from cart_pipeline.core.tables import column_to_matrix
-    from cart_pipeline.pipelines.evaluation.nodes import fit_pair_lookup
 
     features = catalog.load(f"{modality}.candidate_features")
     item_ids = features.item_id.to_numpy()
@@ -464,7 +466,7 @@ def _baselines(catalog, modality: str, tower_version: str | None, temperature) -
         )
     }
     if temperature is not None:  # the temperature the evaluation chose on validation
-        lookup, _ = fit_pair_lookup(
+        lookup, _ = lookup_from_training_pairs(
             catalog.load(f"{modality}.training_pairs"),
             item_ids,
             catalog.load(f"{modality}.query_features"),

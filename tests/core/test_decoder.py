@@ -557,3 +557,44 @@ def test_mixed_precision_training_runs_and_an_unknown_precision_is_refused(text_
         ValueError, match="decoder_training.autocast must be one of None, 'bf16', 'fp16'"
     ):
         TrainConfig(epochs=1, progress=False, autocast="int4")
+
+
+# -- pooled token and target interpolation -----------------------------------------------------
+def test_the_pooled_token_is_each_layers_mean_and_search_pools_the_query_alone():
+    from cart_pipeline.core.decoder.model import pool_tokens
+
+    ids, ranges, vocab = semantic_ids(10)
+    model = tiny_model(ranges, vocab, pooled_token=True).eval()
+    layers, mask = text_states(3)
+    pooled = pool_tokens(layers, mask)
+    n = int(mask[0].sum())
+    torch.testing.assert_close(pooled[0], layers[0, :, :n].mean(1))
+    with torch.no_grad():
+        default = model.encode_memory(layers, mask)
+        explicit = model.encode_memory(layers, mask, pooled)
+        other = model.encode_memory(layers, mask, torch.zeros_like(pooled))
+    assert default.key_mask.shape == (3, layers.shape[2] + 1) and default.key_mask[:, -1].all()
+    torch.testing.assert_close(default.shared["e"], explicit.shared["e"])
+    assert not torch.allclose(default.shared["e"], other.shared["e"])  # the token is read
+
+
+def test_target_interpolation_trains_a_pooled_token_decoder_and_needs_one(text_encoder):
+    ids, ranges, vocab = semantic_ids(8, seed=3)
+    items = list(range(8))
+
+    def run(pooled_token: bool, interpolation: float):
+        torch.manual_seed(0)
+        model = CartDecoder(
+            DecoderConfig(vocab_size=vocab, position_ranges=ranges, n_layers=1, d_model=32,
+                          n_heads=2, pooled_token=pooled_token)
+        )  # fmt: skip
+        cfg = TrainConfig(epochs=2, batch_size=4, seed=0, progress=False,
+                          target_interpolation=interpolation)  # fmt: skip
+        return [
+            h["loss"] for h in train_decoder(model, TEXTS[:8], items, ids, text_encoder, cfg)[1]
+        ]
+
+    plain, mixed = run(True, 0.0), run(True, 0.5)
+    assert all(math.isfinite(x) for x in mixed) and mixed != plain  # the inputs did change
+    with pytest.raises(ValueError, match="target_interpolation needs a decoder with pooled_token"):
+        run(False, 0.5)

@@ -231,7 +231,9 @@ def test_decoder_training_slice_writes_a_checkpoint_selected_on_validation(upstr
 def test_evaluation_slice_reports_every_system_with_intervals(upstream):
     catalog = run(evaluation.create_pipeline(MODALITIES), stage_catalog(upstream, evaluation))
     metrics = catalog["metrics"].load()
-    assert set(metrics["systems"]) == {"cart", "cart_rerank", "dual_tower", "pair_lookup"}
+    assert set(metrics["systems"]) == {
+        "cart", "cart_rerank", "cart_lookup_rerank", "dual_tower", "pair_lookup"
+    }  # fmt: skip
     for group in (*MODALITIES, "overall"):
         systems = metrics["overall"] if group == "overall" else metrics["by_modality"][group]
         for values in systems.values():

@@ -8,6 +8,12 @@ frozen text encoder's space:
 τ → 0 is the max cosine (nearest training text), large τ approaches a sum of similarities. A
 generative retriever trained on those pairs must clear this: otherwise it has not learned more
 than the pairs say. τ is chosen on the validation queries (``fit_temperature``).
+
+The same scores serve two more uses: ``rescore`` ranks a few candidates per query (another
+system's beam) in O(candidates × texts per item), and ``teacher`` turns them into a
+distribution over items for every training text, leaving that text out of its own item
+(``exp(score/τ)`` normalised is Σ_t∈item exp(cos/τ) / Σ_all exp(cos/τ): the lookup's own
+soft vote as a probability).
 """
 
 from __future__ import annotations
@@ -73,6 +79,85 @@ class PairLookup:
             out.append((tau * (peak + total.log())).numpy())
         return np.concatenate(out) if out else np.zeros((0, self.n_items))
 
+    def _item_rows(self) -> torch.Tensor:
+        """(N, M) the rows of each item's texts, padded with -1 (M: the most texts of an item)."""
+        if getattr(self, "_rows", None) is None:
+            order = np.argsort(self.pair_items, kind="stable")
+            counts = np.bincount(self.pair_items, minlength=self.n_items)
+            slot = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+            rows = np.full((self.n_items, max(int(counts.max(initial=0)), 1)), -1, np.int64)
+            rows[self.pair_items[order], slot] = order
+            self._rows = torch.from_numpy(rows)
+        return self._rows
+
+    def nbytes_per_item(self) -> float:
+        """Memory a rerank by this lookup keeps beside an index: the texts' vectors per item."""
+        return self.text_embeddings.nbytes / max(self.n_items, 1)
+
+    @torch.inference_mode()
+    def rescore(
+        self, query_embeddings: np.ndarray, candidates: np.ndarray, batch_size: int = 64
+    ) -> np.ndarray:
+        """(Q, D) queries and (Q, B) candidate items (-1 = none) -> (Q, B) scores, -inf where
+        there is no candidate or it has no training text. Reads only the candidates' texts."""
+        tau = float(self.temperature)
+        texts = torch.from_numpy(self.text_embeddings)
+        item_rows = self._item_rows()
+        out = []
+        for start in range(0, len(query_embeddings), batch_size):
+            q = torch.from_numpy(
+                np.ascontiguousarray(query_embeddings[start : start + batch_size], np.float32)
+            )  # (b, D)
+            cand = torch.from_numpy(np.asarray(candidates[start : start + batch_size]))  # (b, B)
+            rows = item_rows[cand.clamp(min=0)]  # (b, B, M)
+            cos = torch.einsum("bd,bkmd->bkm", q, texts[rows.clamp(min=0)]).double()
+            logits = (cos / tau).masked_fill(rows < 0, -torch.inf)
+            score = tau * torch.logsumexp(logits, dim=-1)  # (b, B)
+            out.append(score.masked_fill(cand < 0, -torch.inf).numpy())
+        return np.concatenate(out) if out else np.zeros((0, candidates.shape[1]))
+
+    @torch.inference_mode()
+    def teacher(
+        self,
+        text_embeddings: np.ndarray,
+        own_items: np.ndarray,
+        top_k: int,
+        temperature: float | None = None,
+        batch_size: int = 512,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lookup's distribution over items for each training text, as soft targets:
+        (P, D) texts and (P,) their items -> (P, K) top items and probabilities (renormalised
+        over the K). Leave-one-out: a text is taken out of its own item's texts (with every
+        exact copy of it there), so the teacher says where the text would land if it had not
+        been seen, rather than repeating its label."""
+        tau = float(temperature or self.temperature)
+        texts = torch.from_numpy(self.text_embeddings)
+        items = torch.from_numpy(self.pair_items)
+        keys = _row_keys(np.concatenate([self.text_embeddings, text_embeddings]))
+        text_key, query_key = (
+            torch.from_numpy(keys[: len(texts)]),
+            torch.from_numpy(keys[len(texts) :]),
+        )
+        found_items, found_probs = [], []
+        for start in range(0, len(text_embeddings), batch_size):
+            q = torch.from_numpy(
+                np.ascontiguousarray(text_embeddings[start : start + batch_size], np.float32)
+            )
+            own = torch.as_tensor(own_items[start : start + batch_size], dtype=torch.long)
+            logits = (q @ texts.T).double() / tau  # (b, T)
+            itself = (items[None] == own[:, None]) & (
+                text_key[None] == query_key[start : start + batch_size, None]
+            )
+            logits = logits.masked_fill(itself, -torch.inf)
+            peak = logits.max(dim=1, keepdim=True).values.clamp(min=-1e30)
+            mass = torch.zeros(len(q), self.n_items, dtype=torch.float64).index_add_(
+                1, items, (logits - peak).exp()
+            )  # (b, N) Σ_t∈item exp(cos/τ), scaled
+            top, idx = mass.topk(min(top_k, self.n_items), dim=1)
+            found_items.append(idx)
+            found_probs.append((top / top.sum(1, keepdim=True).clamp(min=1e-300)).float())
+        return torch.cat(found_items), torch.cat(found_probs)
+
     def search(self, query_embeddings: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, K') indices and scores, ties at the cut-off kept (see ``top_k_with_ties``)."""
         return top_k_with_ties(self.scores(query_embeddings), top_k)
@@ -97,3 +182,24 @@ def _row_keys(matrix: np.ndarray) -> np.ndarray:
     """An integer key per row, equal for equal rows (for de-duplication)."""
     _, keys = np.unique(np.ascontiguousarray(matrix), axis=0, return_inverse=True)
     return keys.reshape(-1)
+
+
+def lookup_from_training_pairs(
+    training_pairs,
+    item_ids: np.ndarray,
+    query_features,
+    pseudo_query_features,
+) -> tuple[PairLookup, tuple[np.ndarray, np.ndarray]]:
+    """The pair lookup over the training texts of ``item_ids`` (rows in that order; tables as
+    the pipeline saves them), and the validation texts' (features, item rows) its temperature
+    is chosen on."""
+    from cart_pipeline.core.pairs import index_pairs, text_features_of
+
+    pairs, rows = index_pairs(training_pairs, item_ids)
+    val = pairs.is_validation.to_numpy()
+    lookup = PairLookup.from_pairs(
+        text_features_of(pairs.query_id[~val], query_features, pseudo_query_features),
+        rows[~val],
+        len(item_ids),
+    )
+    return lookup, (text_features_of(pairs.query_id[val], query_features), rows[val])

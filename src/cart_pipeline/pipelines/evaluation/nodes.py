@@ -1,8 +1,10 @@
 """CART vs its baselines on the held-out test queries, per modality and overall.
 
-Systems: ``cart`` (beam search), ``cart_rerank`` (CART's beam reordered by the dual-tower
-score: O(beam) work per query, flat in the corpus size), ``dual_tower`` (exact dense search)
-and ``pair_lookup`` (the no-training floor). Every metric carries a 95 % bootstrap CI; CART is
+Systems: ``cart`` (beam search), two hybrids that reorder CART's beam — ``cart_rerank`` by
+the dual-tower cosine, ``cart_lookup_rerank`` by the pair lookup's soft vote over each
+candidate's training texts (O(beam) and O(beam × texts per item) work per query, flat in the
+corpus size; the latter keeps the texts' vectors beside the index) — ``dual_tower`` (exact
+dense search) and ``pair_lookup`` (the no-training floor). Every metric carries a 95 % bootstrap CI; CART is
 compared with each baseline by a paired bootstrap and a sign test.
 """
 
@@ -25,22 +27,23 @@ from cart_pipeline.core.metrics import (
     relevant_ranks,
     same_description_relevance,
 )
-from cart_pipeline.core.pairs import index_pairs, text_features_of
+from cart_pipeline.core.pairs import text_features_of
 from cart_pipeline.core.retrieval.cart import CartIndex
 from cart_pipeline.core.retrieval.dual_tower import (
     DualTowerIndex,
     dual_tower_from_checkpoint,
     rerank,
 )
-from cart_pipeline.core.retrieval.pair_lookup import PairLookup
+from cart_pipeline.core.retrieval.pair_lookup import lookup_from_training_pairs
 from cart_pipeline.core.tables import column_to_matrix
 from cart_pipeline.pipelines.encoders import load_encoder
 from cart_pipeline.pipelines.tracking import log_metrics
 from cart_pipeline.reporting.charts import recall_chart
 
 logger = logging.getLogger(__name__)
-SYSTEMS = ("cart", "cart_rerank", "dual_tower", "pair_lookup")
+SYSTEMS = ("cart", "cart_rerank", "cart_lookup_rerank", "dual_tower", "pair_lookup")
 BASELINES = ("dual_tower", "pair_lookup")
+HYBRIDS = ("cart_rerank", "cart_lookup_rerank")  # CART's beam, reordered
 MODEL_OF_SYSTEM = {"cart_decoder": "cart", "dual_tower": "dual_tower"}  # catalog name -> system
 
 
@@ -140,24 +143,6 @@ def rank_with_dual_tower(
     }
 
 
-def fit_pair_lookup(
-    training_pairs: pd.DataFrame,
-    item_ids: np.ndarray,
-    query_features: pd.DataFrame,
-    pseudo_query_features: pd.DataFrame,
-) -> tuple[PairLookup, tuple[np.ndarray, np.ndarray]]:
-    """The pair lookup over the training texts of ``item_ids`` (rows in that order), and the
-    validation texts' (features, item rows) its temperature is chosen on."""
-    pairs, rows = index_pairs(training_pairs, item_ids)
-    val = pairs.is_validation.to_numpy()
-    lookup = PairLookup.from_pairs(
-        text_features_of(pairs.query_id[~val], query_features, pseudo_query_features),
-        rows[~val],
-        len(item_ids),
-    )
-    return lookup, (text_features_of(pairs.query_id[val], query_features), rows[val])
-
-
 def rank_with_pair_lookup(
     training_pairs: pd.DataFrame,
     queries: pd.DataFrame,
@@ -168,7 +153,7 @@ def rank_with_pair_lookup(
 ) -> tuple[pd.DataFrame, dict]:
     """The floor: a soft vote over each item's training texts, τ chosen on validation."""
     item_ids = candidate_features.item_id.to_numpy()
-    lookup, validation = fit_pair_lookup(
+    lookup, validation = lookup_from_training_pairs(
         training_pairs, item_ids, query_features, pseudo_query_features
     )
     by_temperature = lookup.fit_temperature(
@@ -225,6 +210,52 @@ def rerank_cart_with_dual_tower(
         n / (timing["search_seconds"] + timing["encoding_seconds"]) if n else float("nan")
     )
     return reranked, timing
+
+
+def rerank_cart_with_pair_lookup(
+    cart_rankings: pd.DataFrame,
+    cart_timing: dict,
+    pair_lookup_timing: dict,
+    training_pairs: pd.DataFrame,
+    query_features: pd.DataFrame,
+    pseudo_query_features: pd.DataFrame,
+    candidate_features: pd.DataFrame,
+) -> tuple[pd.DataFrame, dict]:
+    """CART's beam, reordered by the pair lookup's soft vote over each candidate's training
+    texts (the temperature the lookup chose on validation); the candidate set stays CART's."""
+    item_ids = candidate_features.item_id.to_numpy()
+    lookup, _ = lookup_from_training_pairs(
+        training_pairs, item_ids, query_features, pseudo_query_features
+    )
+    lookup.temperature = float(pair_lookup_timing["temperature"])
+    queries = pd.Index(cart_rankings.query_id.unique())
+    beams = cart_rankings.sort_values(["query_id", "rank"]).groupby("query_id", sort=False)
+    width = int(beams.size().max())
+    candidates = np.full((len(queries), width), -1, dtype=np.int64)
+    row_of = pd.Series(np.arange(len(item_ids)), index=item_ids)
+    for query_id, beam in beams:
+        candidates[queries.get_loc(query_id), : len(beam)] = row_of.loc[beam.item_id].to_numpy()
+    started = time.perf_counter()
+    scores = lookup.rescore(text_features_of(queries, query_features), candidates)
+    seconds = time.perf_counter() - started
+    order = np.argsort(-scores, axis=1, kind="stable")  # equal votes keep CART's order
+    top = np.take_along_axis(candidates, order, 1)
+    rankings = rankings_frame(queries.tolist(), item_ids, top, np.take_along_axis(scores, order, 1))
+    timing = {
+        **cart_timing,
+        "search_seconds": cart_timing["search_seconds"] + seconds,
+        "rerank_seconds": seconds,
+        "bytes_per_item": lookup.nbytes_per_item(),
+    }
+    timing.pop("validation", None)  # CART's selection metric, not the reranked system's
+    n = len(queries)
+    timing["qps_search"] = (
+        n / timing["search_seconds"] if timing["search_seconds"] else float("nan")
+    )
+    timing["qps_with_encoding"] = (
+        n / (timing["search_seconds"] + timing["encoding_seconds"]) if n else float("nan")
+    )
+    return rankings, timing
 
 
 def _throughput(n_queries: int, timing: dict) -> dict:
@@ -302,7 +333,7 @@ def comparisons(ranks: dict[str, np.ndarray], n_boot: int, seed: int) -> dict:
     """CART (and CART + rerank) against each baseline, paired over the same queries."""
     return {
         f"{system}_vs_{baseline}": paired_comparison(ranks[system], ranks[baseline], n_boot, seed)
-        for system in ("cart", "cart_rerank")
+        for system in ("cart", *HYBRIDS)
         for baseline in BASELINES
     }
 

@@ -9,6 +9,7 @@ from .nodes import (
     rank_with_dual_tower,
     rank_with_pair_lookup,
     rerank_cart_with_dual_tower,
+    rerank_cart_with_pair_lookup,
     summarise,
 )
 from .report import build_report
@@ -40,6 +41,20 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                 ],
                 outputs=["cart_rerank_rankings", "cart_rerank_timing"],
                 name="rerank_cart_with_dual_tower",
+            ),
+            node(
+                rerank_cart_with_pair_lookup,
+                inputs=[
+                    "cart_rankings",
+                    "cart_timing",
+                    "pair_lookup_timing",
+                    "training_pairs",
+                    "query_features",
+                    "pseudo_query_features",
+                    "candidate_features",
+                ],
+                outputs=["cart_lookup_rerank_rankings", "cart_lookup_rerank_timing"],
+                name="rerank_cart_with_pair_lookup",
             ),
             node(
                 rank_with_dual_tower,
