@@ -94,16 +94,22 @@ def run(verbose: bool, **kwargs: Any) -> None:
     _run_reporting_errors(_locked(lambda: kedro_run.callback(**kwargs)), verbose)
 
 
-@cli.command()
+# Kedro's own `--params` option (the same parsing as `kedro run`'s), for corrections on resume
+PARAMS_OPTION = next(option for option in kedro_run.params if option.name == "params")
+
+
+@cli.command(params=[PARAMS_OPTION])
 @click.option("--dry-run", is_flag=True, help="only say which nodes would run")
 @click.option("--verbose", is_flag=True, help=VERBOSE_HELP)
 @click.pass_context
-def resume(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
+def resume(ctx: click.Context, dry_run: bool, verbose: bool, params: dict) -> None:
     """Finish the newest `kedro run` that did not: run exactly its unfinished nodes, with the
-    same pipelines, environment and --params (the record is in data/09_tracking/runs/)."""
+    same pipelines, environment and --params (the record is in data/09_tracking/runs/).
+    `--params` corrects the recorded ones (a typo, a value that stopped the run), unless
+    it would change the data split the finished nodes used."""
 
     def _resume() -> None:
-        plan = plan_resume(Path.cwd())
+        plan = plan_resume(Path.cwd(), corrections=params or {})
         click.echo(
             f"Resuming run {plan.run['session_id']} ({plan.run['status']}): "
             f"{len(plan.remaining)} of {len(plan.run['nodes'])} nodes left, from {plan.remaining[0]}",
@@ -118,7 +124,7 @@ def resume(ctx: click.Context, dry_run: bool, verbose: bool) -> None:
             pipelines=plan.run["pipeline_names"],
             node_names=plan.remaining,
             env=plan.run["env"],
-            params=plan.run["runtime_params"],
+            params=plan.runtime_params,
             **({"conf_source": plan.run["conf_source"]} if plan.run.get("conf_source") else {}),
         )
         os.environ[RESUMES_ENV] = plan.original_run

@@ -19,7 +19,7 @@ from cart_pipeline.core.errors import RunInterrupted
 from cart_pipeline.io.atomic import write_atomically
 from cart_pipeline.pipelines.modalities import use_run_modalities
 from cart_pipeline.pipelines.parameters import check_parameters
-from cart_pipeline.pipelines.tracking import mark_model_training
+from cart_pipeline.pipelines.tracking import mark_model_training, rebase_artifact_paths
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,9 @@ class TorchThreadsHook:
 class RunNamesHook:
     """Names each MLflow run by what it is — collection, pipelines, seed, label — instead of
     `__default__`, so runs tell apart in the runs table, and marks the experiment as model
-    training so the MLflow UI (3.x) opens on that table rather than the GenAI overview."""
+    training so the MLflow UI (3.x) opens on that table rather than the GenAI overview.
+    Before the run starts, points the store's artifact paths at this project's `mlruns/`,
+    so that a copied or moved project never writes into the folder it came from."""
 
     def __init__(self) -> None:
         self._name: str | None = None
@@ -157,6 +159,10 @@ class RunNamesHook:
     @hook_impl
     def after_context_created(self, context) -> None:
         self._params = run_parameters(context)
+        project = Path(context.project_path)
+        moved = rebase_artifact_paths(project / "mlflow.db", project)
+        if moved:
+            logger.info("mlflow.db: %d artifact paths moved to %s/mlruns", moved, project)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict) -> None:

@@ -22,10 +22,15 @@ class ResumeError(RuntimeError):
     """Nothing to resume, or resuming would mix runs."""
 
 
+# Keys whose change would give the unfinished nodes another split than the finished ones used
+SPLIT_KEYS = ("ingest", "dataset_root", "modalities")
+
+
 @dataclass(frozen=True)
 class ResumePlan:
     run: dict  # the journal entry of the run to finish
     remaining: list[str]  # its unfinished nodes, in topological order
+    runtime_params: dict  # the run's --params with the resume's corrections merged in
 
     @property
     def original_run(self) -> str:
@@ -35,11 +40,39 @@ class ResumePlan:
 
 def journal(project: Path) -> list[dict]:
     """Every recorded run, oldest first (session ids are timestamps)."""
-    paths = sorted((project / JOURNAL_FOLDER).glob("*.json"))
-    return [json.loads(path.read_text()) for path in paths]
+    runs = []
+    for path in sorted((project / JOURNAL_FOLDER).glob("*.json")):
+        try:
+            runs.append(json.loads(path.read_text()))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise ResumeError(
+                f"the run journal {path} cannot be read ({type(error).__name__}: {error}); "
+                "remove it, or start a new run with `kedro run`"
+            ) from None
+    return runs
 
 
-def plan_resume(project: Path) -> ResumePlan:
+def corrected(recorded: dict, corrections: dict) -> dict:
+    """The recorded --params with ``corrections`` merged in, key by key; a correction that
+    would change the data split is refused (the finished nodes used the recorded one)."""
+    changes_split = sorted(key for key in corrections if key in SPLIT_KEYS)
+    if changes_split:
+        raise ResumeError(
+            f"--params {', '.join(changes_split)} would change the data split the finished "
+            "nodes used: start a new run with `kedro run` and these --params instead"
+        )
+    return _merge(recorded, corrections)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if both else value
+    return merged
+
+
+def plan_resume(project: Path, corrections: dict | None = None) -> ResumePlan:
     runs = journal(project)
     if not runs:
         raise ResumeError(
@@ -58,7 +91,8 @@ def plan_resume(project: Path) -> ResumePlan:
     unfinished = unfinished_nodes(last)
     if not unfinished:  # killed between its last node and the end of the run
         raise ResumeError(f"nothing to resume: every node of {name} finished")
-    return ResumePlan(last, [node for node in last["nodes"] if node in unfinished])
+    runtime_params = corrected(last.get("runtime_params") or {}, corrections or {})
+    return ResumePlan(last, [node for node in last["nodes"] if node in unfinished], runtime_params)
 
 
 def unfinished_nodes(run: dict) -> set[str]:

@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="--serve: address (default local)")
     parser.add_argument("--port", type=int, default=8765, help="--serve: port (default 8765)")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="--serve: a Host name to answer besides loopback ones (repeatable)",
+    )
     return parser
 
 
@@ -123,16 +129,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.serve:
             from cart_pipeline.web import serve
 
-            serve(load(baselines=True), args.host, args.port)
+            serve(load(baselines=True), args.host, args.port, tuple(args.allowed_host))
             return 0
         if args.queries:
             if not args.queries.is_file():
                 raise SearchError(f"queries file not found: {args.queries}")
-            queries = [
-                line.strip()
-                for line in args.queries.read_text(encoding="utf-8").splitlines()
-                if line.strip()
-            ]
+            from cart_pipeline.core.errors import InputError
+            from cart_pipeline.core.textfile import decode_utf8
+
+            try:
+                text = decode_utf8(args.queries.read_bytes(), str(args.queries))
+            except InputError as error:
+                raise SearchError(str(error)) from None
+            queries = [line.strip() for line in text.splitlines() if line.strip()]
             if not queries:
                 raise SearchError(f"no queries in {args.queries}")
         elif args.query is not None:

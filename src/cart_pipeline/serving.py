@@ -34,12 +34,31 @@ class CartModel(mlflow.pyfunc.PythonModel):
         self.beam_size = int(search_index["beam_size"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+        from mlflow.exceptions import MlflowException
+
+        from cart_pipeline.search import SearchError
+
         params = params or {}
-        results = self.retriever.search(
-            model_input["query"].astype(str).tolist(),
-            k=int(params.get("k", 10)),
-            beam_size=int(params.get("beam_size") or self.beam_size),
-        )
+        queries = list(model_input["query"]) if "query" in model_input else []
+        for row, query in enumerate(queries, start=1):
+            if not isinstance(query, str) or not query.strip():
+                raise MlflowException.invalid_parameter_value(
+                    f"query {row} must be a non-empty string, got {query!r}"
+                )
+        for name, low, high in (("k", 1, 1000), ("beam_size", 1, 1000)):
+            value = params.get(name)
+            if value is not None and not low <= int(value) <= high:
+                raise MlflowException.invalid_parameter_value(
+                    f"params.{name} must be in {low}..{high}, got {value!r}"
+                )
+        try:
+            results = self.retriever.search(
+                queries,
+                k=int(params.get("k") or 10),
+                beam_size=int(params.get("beam_size") or self.beam_size),
+            )
+        except SearchError as error:  # the user's to fix: a 400 that says why
+            raise MlflowException.invalid_parameter_value(str(error)) from None
         rows = [
             {column: getattr(r, column) for column in OUTPUT_COLUMNS}
             for per_query in results

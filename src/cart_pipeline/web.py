@@ -26,6 +26,11 @@ from cart_pipeline.search import Retriever, SearchError
 logger = logging.getLogger(__name__)
 
 MAX_K = 50
+# A connection that sends nothing for this long is closed; at most this many are open at once
+# (one more is answered 503 and closed), so idle or slow clients cannot pile up threads.
+CONNECTION_TIMEOUT_S = 30
+MAX_CONNECTIONS = 32
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def search_payload(retriever: Retriever, query: str, k: int) -> dict:
@@ -53,14 +58,23 @@ def search_payload(retriever: Retriever, query: str, k: int) -> dict:
     return out
 
 
-def make_handler(retriever: Retriever) -> type[BaseHTTPRequestHandler]:
+def make_handler(
+    retriever: Retriever, allowed_hosts: frozenset[str] = LOOPBACK_HOSTS
+) -> type[BaseHTTPRequestHandler]:
+    """``allowed_hosts``: the names a request's `Host:` header may give (a page bound to
+    loopback answers loopback names only, which keeps DNS-rebinding pages from reading it)."""
     page = (files("cart_pipeline") / "resources" / "search_page.html").read_bytes()
     root = retriever.dataset_root.resolve() if retriever.dataset_root else None
     media = {path for _, path in retriever.items.values()}  # the only files the page may read
     one_search_at_a_time = threading.Lock()  # the models are shared by the server's threads
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = CONNECTION_TIMEOUT_S  # socket timeout of every read: idle clients let go
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            host = _host_name(self.headers.get("Host", ""))
+            if host not in allowed_hosts:
+                return self._error(HTTPStatus.BAD_REQUEST, f"host {host!r} is not served here")
             url = urlparse(self.path)
             if url.path == "/":
                 self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
@@ -89,6 +103,8 @@ def make_handler(retriever: Retriever) -> type[BaseHTTPRequestHandler]:
             self._send(HTTPStatus.OK, json.dumps(payload).encode(), "application/json")
 
         def _media(self, relative: str) -> None:
+            if "\x00" in relative:
+                return self._error(HTTPStatus.BAD_REQUEST, "a media path holds no NUL byte")
             path = (root / relative).resolve() if root else None
             if path is None or relative not in media or not path.is_relative_to(root):
                 return self._error(HTTPStatus.NOT_FOUND, "not an indexed media file")
@@ -113,8 +129,54 @@ def make_handler(retriever: Retriever) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(retriever: Retriever, host: str = "127.0.0.1", port: int = 8765) -> None:
-    server = ThreadingHTTPServer((host, port), make_handler(retriever))
+def _host_name(header: str) -> str:
+    """The host of a `Host:` header, without its port (`[::1]:8765` -> `::1`)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``MAX_CONNECTIONS`` of them: one more gets a 503."""
+
+    daemon_threads = True
+
+    def __init__(self, *args, max_connections: int = MAX_CONNECTIONS, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            body = b'{"error": "too many connections"}'
+            head = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            head += f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+            try:
+                request.sendall(head.encode() + body)
+            except OSError:  # the client went away first
+                pass
+            finally:
+                self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def serve(
+    retriever: Retriever,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    allowed_hosts: tuple[str, ...] = (),
+) -> None:
+    """The page on ``host:port``; requests must name a loopback host, ``host`` itself or one
+    of ``allowed_hosts`` (e.g. the name a reverse proxy forwards)."""
+    names = LOOPBACK_HOSTS | {host.lower()} | {h.lower() for h in allowed_hosts}
+    server = BoundedServer((host, port), make_handler(retriever, frozenset(names)))
     print(f"search page on http://{host}:{server.server_port} (Ctrl+C stops it)", flush=True)  # noqa: T201
     try:
         server.serve_forever()

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -48,6 +49,19 @@ def test_the_run_registers_each_modality_with_its_metrics(project):
         assert {"test.R_at_1", "test.R_at_10", "decoder_version"} <= set(version.tags)
 
 
+def post(port: int, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
 def test_mlflow_models_serve_answers_a_query_with_ranked_items(project):
     port = free_port()
     env = {
@@ -84,6 +98,19 @@ def test_mlflow_models_serve_answers_a_query_with_ranked_items(project):
         )
         with urllib.request.urlopen(request, timeout=120) as response:
             predictions = json.loads(response.read())["predictions"]
+        # bad requests: a 400 whose message is the reason, no stack trace, no server paths
+        for bad, reason in [
+            ({"dataframe_records": [{"query": ["a", "b"]}]}, "query 1 must be a non-empty string"),
+            ({"dataframe_records": [{"query": "  "}]}, "query 1 must be a non-empty string"),
+            ({"dataframe_records": [{"query": "a hen"}], "params": {"beam_size": 0}},
+             "params.beam_size must be in 1..1000, got 0"),
+            ({"dataframe_records": [{"query": "a hen"}], "params": {"k": 5000}},
+             "params.k must be in 1..1000, got 5000"),
+        ]:  # fmt: skip
+            status, body = post(port, bad)
+            assert status == 400, (bad, body)
+            assert reason in body["message"] and not body.get("stack_trace"), body
+            assert str(project) not in json.dumps(body)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

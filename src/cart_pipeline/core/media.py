@@ -30,6 +30,8 @@ def outside_dataset(root: str | Path, media_path: str) -> str | None:
     symlink that resolves outside would let a manifest row read any file the process can, and
     the report would embed it in a page meant to be shared.
     """
+    if "\x00" in media_path:
+        return f"media_path {media_path!r} contains a NUL byte"
     if (
         PurePosixPath(media_path).is_absolute()
         or PureWindowsPath(media_path).drive

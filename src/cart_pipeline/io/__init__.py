@@ -4,6 +4,7 @@ kedro-datasets' parquet, CSV and JSON datasets with saves that are all or nothin
 from .atomic import (
     CSVDataset,
     JSONDataset,
+    ManifestDataset,
     MatplotlibDataset,
     ParquetDataset,
     TextDataset,
@@ -14,6 +15,7 @@ from .torch_checkpoint import TorchCheckpointDataset
 __all__ = [
     "CSVDataset",
     "JSONDataset",
+    "ManifestDataset",
     "MatplotlibDataset",
     "ParquetDataset",
     "TextDataset",

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kedro.io.core import get_filepath_str
 from kedro_datasets.json import JSONDataset as _JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset as _MatplotlibDataset
 from kedro_datasets.pandas import CSVDataset as _CSVDataset
@@ -107,3 +108,20 @@ class TextDataset(AtomicSaves, _TextDataset):
 
 class MatplotlibDataset(AtomicSaves, _MatplotlibDataset):
     """kedro-datasets' ``matplotlib.MatplotlibDataset``, saved atomically (the plots)."""
+
+
+class ManifestDataset(CSVDataset):
+    """The collection's manifest: kedro-datasets' CSV, read as UTF-8 or refused with the line
+    and data row of the first byte that is not (pandas would name a position in its buffer)."""
+
+    def load(self):
+        import io
+
+        import pandas as pd
+
+        from cart_pipeline.core.textfile import decode_utf8
+
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        with self._fs.open(path, mode="rb") as stream:
+            text = decode_utf8(stream.read(), Path(path).name, header_lines=1)
+        return pd.read_csv(io.StringIO(text), **self._load_args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from numbers import Number
+from pathlib import Path
 from typing import Any
 
 
@@ -40,3 +41,52 @@ def mark_model_training(experiment_id: str) -> None:
     key, value = EXPERIMENT_KIND
     if client.get_experiment(experiment_id).tags.get(key) != value:
         client.set_experiment_tag(experiment_id, key, value)
+
+
+# Where the sqlite store keeps absolute artifact paths (MLflow resolves every local artifact
+# location to an absolute path when it creates an experiment, a run or a model version).
+ARTIFACT_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "storage_location"),
+)
+
+
+def rebase_artifact_paths(db: Path, project: Path) -> int:
+    """Point the store's artifact paths at this project's ``mlruns/``.
+
+    MLflow stores them absolute, so a copied or moved project (and its mlflow.db) would go on
+    reading and writing the artifacts of the folder it came from. Every path of the form
+    ``<root>/mlruns/...`` with another root is moved to this project's root; paths elsewhere
+    (a remote store, a shared folder) are left alone. -> the number of values changed."""
+    import sqlite3
+
+    if not db.is_file():
+        return 0
+    here = str(project.resolve())
+    changed = 0
+    with sqlite3.connect(db) as connection:
+        tables = {name for (name,) in connection.execute("select name from sqlite_master")}
+        for table, column in ARTIFACT_COLUMNS:
+            if table not in tables:
+                continue
+            for (value,) in connection.execute(f"select distinct {column} from {table}").fetchall():
+                moved = _rebased(value, here)
+                if moved != value:
+                    cursor = connection.execute(
+                        f"update {table} set {column} = ? where {column} = ?", (moved, value)
+                    )
+                    changed += cursor.rowcount
+    return changed
+
+
+def _rebased(value: str | None, root: str) -> str | None:
+    if not value:
+        return value
+    scheme = "file://" if value.startswith("file://") else ""
+    path = value.removeprefix(scheme)
+    head, marker, tail = path.partition("/mlruns")
+    if not marker or not head.startswith("/") or head == root or tail[:1] not in ("", "/"):
+        return value
+    return f"{scheme}{root}/mlruns{tail}"

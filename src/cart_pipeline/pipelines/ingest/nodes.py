@@ -47,9 +47,15 @@ def build_candidates_and_queries(
     present = set(valid_manifest.modality)
     if missing := [m for m in modalities if m not in present]:
         indexable = [m for m in modalities if m in present] or sorted(present)
+        # a list of two or more cannot go through `--params` (Kedro splits it at the comma)
+        how = (
+            f'run with --params "modalities=[{indexable[0]}]", or set '
+            if len(indexable) == 1
+            else "set "
+        )
         raise ManifestError(
             f"`modalities` lists {', '.join(missing)}, but the manifest has no valid rows of "
-            f'it: run with --params "modalities=[{",".join(indexable)}]" or set it in conf/local'
+            f"it: {how}`modalities: [{', '.join(indexable)}]` in conf/local/parameters.yml"
         )
     candidates, queries = build_tables(
         valid_manifest,
