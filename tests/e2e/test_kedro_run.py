@@ -39,10 +39,14 @@ def test_kedro_run_writes_metrics_report_and_tracks_mlflow(trained_project):
     assert rejected.startswith("row,item_id,reason")
 
     with sqlite3.connect(project / "mlflow.db") as db:
-        runs = db.execute("select run_uuid, status from runs").fetchall()
-        params = dict(db.execute("select key, value from params").fetchall())
-        metric_keys = {k for (k,) in db.execute("select distinct key from metrics")}
-        tags = dict(db.execute("select key, value from tags").fetchall())
+        runs = db.execute("select run_uuid, status from runs order by start_time").fetchall()
+        first = runs[0][0]  # the module's trained run (later tests may add runs of their own)
+        params = dict(db.execute("select key, value from params where run_uuid = ?", (first,)))
+        metric_keys = {
+            k
+            for (k,) in db.execute("select distinct key from metrics where run_uuid = ?", (first,))
+        }
+        tags = dict(db.execute("select key, value from tags where run_uuid = ?", (first,)))
         experiment_tags = dict(db.execute("select key, value from experiment_tags").fetchall())
     assert runs and all(status == "FINISHED" for _, status in runs)
     # named by what it is; the UI opens the experiment on its runs table

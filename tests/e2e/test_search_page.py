@@ -98,6 +98,7 @@ def test_the_api_and_media_refuse_what_is_not_theirs(page):
     assert set(payload["modalities"]["image"]) == {
         "cart",
         "cart_rerank",
+        "cart_lookup_rerank",
         "dual_tower",
         "pair_lookup",
     }
