@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned: a bare `torch` would resolve to a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# the [clip] and [clap] extras: the tests run CLIP and CLAP code on tiny local models
+	$(BIN)/python -m pip install --quiet -e ".[dev,clip,clap]"
 	# aisfx pins ancient numpy/librosa; we use only its model class and checkpoint.
 	$(BIN)/python -m pip install --quiet --no-deps "aisfx==0.1.2"
 	touch $(STAMP)

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
+import cart_pipeline  # noqa: F401 - first: it readies torchvision's import (core/compat.py)
+
 # Nothing may reach a model hub, in tests least of all.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -17,9 +17,8 @@ publishing run measured, and the numbers a user reads are those of the index the
 <data_dir>/06_models/<modality>/cart_decoder.pt/) and ``run_id`` an MLflow run of a `kedro run`
 (kedro-mlflow tags it with the Kedro session id, `run_id`, which is the save version of
 everything that run wrote). Where no search index matches (a decoder evaluated by a run that
-did not publish, or ``baselines=True`` for the search page), the same search index is
-assembled from the project's Kedro catalog, with the baselines the evaluation measured beside
-it. CART's inference is the evaluation stage's own code path
+did not publish), the same search index is assembled from the project's Kedro catalog. Every
+search index carries the baselines the evaluation measured beside CART (``system=...``). CART's inference is the evaluation stage's own code path
 (:class:`cart_pipeline.core.retrieval.cart.CartIndex`).
 """
 
@@ -36,12 +35,16 @@ import numpy as np
 import yaml
 
 from cart_pipeline.core.errors import InputError
-from cart_pipeline.core.search_index import SEARCH_INDEX_FORMAT, make_search_index
+from cart_pipeline.core.search_index import (
+    SEARCH_INDEX_FORMAT,
+    baseline_bundle,
+    make_search_index,
+)
 
 logger = logging.getLogger(__name__)
 
 # Every system a modality can answer with, in the order pages and tables show them.
-SYSTEMS = ("cart", "cart_rerank", "cart_lookup_rerank", "dual_tower", "pair_lookup")
+SYSTEMS = ("cart", "cart_rerank", "cart_lookup_rerank", "dual_tower", "pair_lookup", "zero_shot")
 RERANKED_BY = {"cart_rerank": "dual_tower", "cart_lookup_rerank": "pair_lookup"}
 TEXT_ENCODER_CACHE = Path("data/06_models/text_encoder")
 # The catalog's "{modality}.search_index" (a test holds the two together): read without Kedro.
@@ -70,15 +73,20 @@ def find_project(start: Path) -> Path:
     raise SearchError(f"no Kedro project (pyproject.toml + conf/base) at or above {start}")
 
 
-def data_dir(project: Path, env: str | None = None) -> Path:
-    """An environment's `data_dir` (conf/base/globals.yml, overridden by conf/<env>/), read
-    without Kedro."""
-    value = "data"
+def global_path(project: Path, key: str, default: str, env: str | None = None) -> Path:
+    """An environment's global path ``key`` (conf/base/globals.yml, overridden by
+    conf/<env>/), read without Kedro, relative to the project."""
+    value = default
     for folder in ("base", env or "local"):
         path = project / "conf" / folder / "globals.yml"
         if path.is_file():
-            value = (yaml.safe_load(path.read_text()) or {}).get("data_dir", value)
+            value = (yaml.safe_load(path.read_text()) or {}).get(key, value)
     return project / value
+
+
+def data_dir(project: Path, env: str | None = None) -> Path:
+    """An environment's `data_dir`, where its runs write."""
+    return global_path(project, "data_dir", "data", env)
 
 
 def _version_of_run(project: Path, run_id: str) -> str:
@@ -185,8 +193,10 @@ class Retriever:
     ):
         self.indexes = indexes  # modality -> CartIndex
         self.versions = {m: index.version for m, index in indexes.items()}  # -> decoder version
-        # modality -> {"dual_tower": DualTowerIndex, "pair_lookup": PairLookup}
+        # modality -> {system: what its search index holds for it}, built on first use (a
+        # CART-only search never imports what the baselines need)
         self.baselines = baselines or {}
+        self._built: dict[tuple[str, str], object] = {}
         self.items = items  # item_id -> (description, media_path)
         self.load_seconds = load_seconds
         self.dataset_root = Path(dataset_root) if dataset_root else None
@@ -217,16 +227,17 @@ class Retriever:
         except InputError as error:
             raise SearchError(str(error)) from None
         text_encoder = _search_text_encoder(project, bundles[0]["text_encoder"], device)
-        indexes, items, beams = {}, {}, {}
+        indexes, items, beams, baselines = {}, {}, {}, {}
         for bundle in sorted(bundles, key=lambda b: b["modality"]):  # results in one order
             checkpoint = {**bundle["decoder"], "saved_version": bundle["decoder_version"]}
             modality = bundle["modality"]
             indexes[modality] = CartIndex.from_checkpoint(checkpoint, text_encoder, device)
             beams[modality] = int(bundle["beam_size"])
+            baselines[modality] = bundle.get("baselines") or {}
             table = bundle["items"]
             shown = zip(table["description"], table["media_path"], strict=True)
             items.update(zip(table["item_id"], shown, strict=True))
-        return cls(indexes, items, time.perf_counter() - started, beam_sizes=beams)
+        return cls(indexes, items, time.perf_counter() - started, baselines, beam_sizes=beams)
 
     @classmethod
     def load(
@@ -247,18 +258,22 @@ class Retriever:
         if run_id:
             version = _version_of_run(project, run_id)
         folder = data_dir(project, env)
-        saved = None if baselines else _saved_search_indexes(folder, modalities, version)
+        saved = _saved_search_indexes(folder, modalities, version)
+        if saved and baselines and not all(bundle.get("baselines") for bundle in saved):
+            saved = None
         if saved:
             retriever = cls.from_search_indexes(saved, device, project)
+            # the media the page shows (a saved index holds no paths of this machine)
+            retriever.dataset_root = global_path(project, "dataset_root", "", env)
         else:
             # Kedro logs and warns on the console while it starts; stdout is for results only.
             with contextlib.redirect_stdout(sys.stderr):
-                retriever = cls._load(project, env, version, modalities, device, baselines)
+                retriever = cls._load(project, env, version, modalities, device)
         retriever.load_seconds = time.perf_counter() - started
         return retriever
 
     @classmethod
-    def _load(cls, project, env, version, modalities, device, baselines) -> Retriever:
+    def _load(cls, project, env, version, modalities, device) -> Retriever:
         """The search indexes assembled from the project's Kedro catalog."""
         from kedro.config import MissingConfigException
         from kedro.framework.project import settings
@@ -325,6 +340,17 @@ class Retriever:
                 raise SearchError(
                     f"cannot load version {wanted_version!r} of {name}: {error}"
                 ) from None
+            measured = metrics.get("by_modality", {}).get(modality, {})
+            tower = version or evaluated.get(modality, {}).get("dual_tower")
+            baselines = baseline_bundle(
+                catalog.load(f"{modality}.dual_tower", version=tower),
+                catalog.load(f"{modality}.candidate_features"),
+                catalog.load(f"{modality}.training_pairs"),
+                catalog.load(f"{modality}.query_features"),
+                catalog.load(f"{modality}.pseudo_query_features"),
+                measured.get("pair_lookup", {}).get("temperature"),
+                params["feature_extraction"]["encoders"][modality],
+            )
             bundles.append(
                 make_search_index(
                     modality,
@@ -334,16 +360,10 @@ class Retriever:
                     params["feature_extraction"]["text_encoder"],
                     params["evaluation"]["beam_size"],
                     params["device"],
+                    baselines=baselines,
                 )
             )
         retriever = cls.from_search_indexes(bundles, device, project)
-        if baselines:
-            for modality in wanted:
-                measured = metrics.get("by_modality", {}).get(modality, {})
-                retriever.baselines[modality] = _baselines(
-                    catalog, modality, version or evaluated.get(modality, {}).get("dual_tower"),
-                    measured.get("pair_lookup", {}).get("temperature"),
-                )  # fmt: skip
         retriever.dataset_root = Path(params["dataset_root"])
         return retriever
 
@@ -360,8 +380,7 @@ class Retriever:
         rerank's) cosines, the pair lookup's its soft vote.
 
         ``k`` (and ``beam_size``) must be >= 1; an index smaller than ``k`` returns all its items.
-        ``system``: one of :meth:`systems` (the baselines are loaded with
-        ``Retriever.load(baselines=True)``).
+        ``system``: one of :meth:`systems`.
         """
         if isinstance(queries, str):
             queries = [queries]
@@ -384,7 +403,7 @@ class Retriever:
                 continue
             if system not in self.systems(name):
                 raise SearchError(
-                    f"no {system} index loaded for {name!r} (Retriever.load(baselines=True))"
+                    f"no {system} index for {name!r}: it has {', '.join(self.systems(name))}"
                 )
             # k past the corpus size returns the whole corpus, ranked; nothing is decoded for it
             k_here = min(k, len(index.item_ids))
@@ -411,10 +430,14 @@ class Retriever:
                 timing["encode_s"] = encode_s
                 if system in RERANKED_BY:
                     top, scores = self._rerank(name, RERANKED_BY[system], queries, top, k_here)
+            elif system == "zero_shot":  # the aligned encoder embeds the query itself
+                baseline = self.baseline(name, system)
+                top, scores = baseline.search(list(queries), k_here)
+                timing = {}
             else:  # the baselines read the text encoder's sentence vectors, as in training
                 encoder = next(iter(self.indexes.values())).text_encoder
                 features = encoder.encode(list(queries))
-                baseline = self.baselines[name][system]
+                baseline = self.baseline(name, system)
                 if system == "dual_tower":
                     top, scores, timing = baseline.search(features, top_k=k_here)
                 else:
@@ -432,11 +455,17 @@ class Retriever:
                 ]
         return results
 
+    def baseline(self, modality: str, system: str):
+        """The searchable baseline ``system`` of ``modality`` (built once, from its bundle)."""
+        if (modality, system) not in self._built:
+            self._built[(modality, system)] = _baseline(system, self.baselines[modality][system])
+        return self._built[(modality, system)]
+
     def _rerank(self, modality: str, by: str, queries: list[str], top: np.ndarray, k: int):
         """CART's beam (Q, B) reordered by baseline ``by`` (the dual tower's cosine or the
         pair lookup's vote over each candidate's texts), as the evaluation's hybrids (a stable
         sort: equal scores keep CART's order) -> top k of it."""
-        baseline = self.baselines[modality][by]
+        baseline = self.baseline(modality, by)
         encoder = next(iter(self.indexes.values())).text_encoder
         row_of = {item: row for row, item in enumerate(baseline.item_ids)}
         cart_ids = self.indexes[modality].item_ids
@@ -450,29 +479,46 @@ class Retriever:
         return SearchResult(query, rank, item_id, modality, score, description, media_path)
 
 
-def _baselines(catalog, modality: str, tower_version: str | None, temperature) -> dict:
-    """The dual tower and the pair lookup of ``modality``, as its evaluation measured them."""
-    from cart_pipeline.core.retrieval.dual_tower import DualTowerIndex
-    from cart_pipeline.core.retrieval.pair_lookup import lookup_from_training_pairs
-    from cart_pipeline.core.tables import column_to_matrix
+@dataclass
+class ZeroShotSearch:
+    """An aligned encoder's own search (CLIP, CLAP): the query's text embedding against the
+    items' embeddings, exact cosine. The encoder loads from its local weights on first use."""
 
-    features = catalog.load(f"{modality}.candidate_features")
-    item_ids = features.item_id.to_numpy()
-    found = {
-        "dual_tower": DualTowerIndex.from_checkpoint(
-            catalog.load(f"{modality}.dual_tower", version=tower_version),
-            item_ids,
-            column_to_matrix(features.embedding),
+    encoder_spec: dict
+    item_ids: np.ndarray
+    item_embeddings: np.ndarray  # (N, D) unit norm
+
+    def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        from cart_pipeline.core.metrics import top_k_with_ties
+        from cart_pipeline.pipelines.encoders import load_encoder
+
+        encoder = load_encoder(self.encoder_spec)
+        scores = encoder.encode_text(list(queries)) @ self.item_embeddings.T  # (Q, N)
+        return top_k_with_ties(scores.astype(np.float64), k)
+
+
+def _baseline(system: str, part: dict):
+    """A baseline, built from its part of a search index (see ``core.search_index``)."""
+    if system == "dual_tower":
+        from cart_pipeline.core.retrieval.dual_tower import DualTowerIndex
+
+        checkpoint = {**part["checkpoint"], "saved_version": part["version"]}
+        return DualTowerIndex.from_checkpoint(
+            checkpoint, np.asarray(part["item_ids"]), part["item_features"].numpy()
         )
-    }
-    if temperature is not None:  # the temperature the evaluation chose on validation
-        lookup, _ = lookup_from_training_pairs(
-            catalog.load(f"{modality}.training_pairs"),
-            item_ids,
-            catalog.load(f"{modality}.query_features"),
-            catalog.load(f"{modality}.pseudo_query_features"),
+    if system == "pair_lookup":
+        from cart_pipeline.core.retrieval.pair_lookup import PairLookup
+
+        lookup = PairLookup(
+            part["text_embeddings"].numpy(),
+            part["pair_items"].numpy(),
+            len(part["item_ids"]),
+            float(part["temperature"]),
         )
-        lookup.temperature = float(temperature)
-        lookup.item_ids = item_ids  # what its row indices name
-        found["pair_lookup"] = lookup
-    return found
+        lookup.item_ids = np.asarray(part["item_ids"])  # what its row indices name
+        return lookup
+    if system == "zero_shot":
+        return ZeroShotSearch(
+            part["encoder"], np.asarray(part["item_ids"]), part["item_embeddings"].numpy()
+        )
+    raise SearchError(f"no baseline {system!r} in a search index")

@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         help="beam size (default: max(top-k, 10), at most the corpus size)",
     )
     parser.add_argument("--modality", help="search only this modality's index (e.g. image, audio)")
+    parser.add_argument(
+        "--system",
+        default="cart",
+        help="cart (default), cart_rerank, cart_lookup_rerank, dual_tower, pair_lookup or "
+        "zero_shot (with a text-aligned encoder): any system the evaluation measured",
+    )
     parser.add_argument("--version", help="a Kedro save version of the artifacts (default: latest)")
     parser.add_argument("--run-id", help="an MLflow run id whose artifacts to use")
     parser.add_argument(
@@ -150,10 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             raise SearchError('give a query, e.g. cart-search "a brown hen", or --queries FILE')
         if not all(q.strip() for q in queries):
             raise SearchError("empty query")
-        retriever = load()
+        retriever = load(baselines=args.system != "cart")
         started = time.perf_counter()
         results = retriever.search(
-            queries, k=args.top_k, modality=args.modality, beam_size=args.beam_size
+            queries,
+            k=args.top_k,
+            modality=args.modality,
+            beam_size=args.beam_size,
+            system=args.system,
         )
         seconds = time.perf_counter() - started
     except SearchError as error:

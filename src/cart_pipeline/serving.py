@@ -9,7 +9,9 @@ MLflow runs it to build the model; nothing is pickled) with one artifact, the mo
 index, registers it as ``cart-<modality>`` and tags the version with the CART metrics measured
 on it. Prediction is :meth:`Retriever.search`, the CLI's own code path, so serving needs this
 package installed (``--env-manager local`` in the project's virtualenv; the encoders' weights
-ship inside their packages).
+ship inside their packages). ``params.system`` picks any system the evaluation measured —
+CART (the default), its reranked variants, the dual tower, the pair lookup, the zero-shot
+search — all answered from the one search index.
 """
 
 from __future__ import annotations
@@ -51,11 +53,18 @@ class CartModel(mlflow.pyfunc.PythonModel):
                 raise MlflowException.invalid_parameter_value(
                     f"params.{name} must be in {low}..{high}, got {value!r}"
                 )
+        system = params.get("system") or "cart"
+        systems = self.retriever.systems(next(iter(self.retriever.indexes)))
+        if system not in systems:
+            raise MlflowException.invalid_parameter_value(
+                f"params.system must be one of {', '.join(systems)}, got {system!r}"
+            )
         try:
             results = self.retriever.search(
                 queries,
                 k=int(params.get("k") or 10),
                 beam_size=int(params.get("beam_size") or self.beam_size),
+                system=system,
             )
         except SearchError as error:  # the user's to fix: a 400 that says why
             raise MlflowException.invalid_parameter_value(str(error)) from None

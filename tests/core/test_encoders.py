@@ -460,21 +460,58 @@ def test_optional_encoders_need_their_weights(tmp_path):
         build_encoder("clap", model_path=tmp_path / "nowhere")
 
 
-def test_open_clip_encoder_code_path(tmp_path, shipped_media):
-    open_clip = pytest.importorskip("open_clip")
-    model = open_clip.create_model("RN50")  # random init, no download
-    torch.save(model.state_dict(), tmp_path / "rn50.pt")
-    clip = build_encoder("open-clip", model_name="RN50", weights_path=tmp_path / "rn50.pt")
-    feats, ok, _ = encode_media(clip, [shipped_media(i) for i in IMAGES], progress=False)
-    assert_unit_embeddings(feats, 2, clip.dim)
-    assert_unit_embeddings(clip.encode_text(["a garbage truck", "a zebra"]), 2, clip.dim)
+@pytest.fixture(scope="module")
+def tiny_clip_files(tmp_path_factory):
+    """A random tiny CLIP in a user's layouts: a hub snapshot folder, and a state dict file
+    with its architecture JSON (tests/tiny_models.py)."""
+    from tests.tiny_models import tiny_clip
+
+    return tiny_clip(tmp_path_factory.mktemp("models"))
 
 
-def test_open_clip_without_the_library_says_how_to_install(tmp_path):
-    try:
-        import open_clip  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="open-clip-torch"):
-            build_encoder("open-clip", model_name="RN50", weights_path=tmp_path / "w.pt")
-    else:
-        pytest.skip("open_clip is installed; the missing-library message cannot be exercised")
+def test_open_clip_loads_a_snapshot_folder_and_a_weights_file_alike(tiny_clip_files, shipped_media):
+    folder = build_encoder("open-clip", weights_path=tiny_clip_files["snapshot"])
+    single = build_encoder(
+        "open-clip", weights_path=tiny_clip_files["weights"], model_config=tiny_clip_files["config"]
+    )
+    assert (folder.modality, folder.dim, single.dim) == ("image", 32, 32)
+    paths = [shipped_media(i) for i in IMAGES]
+    feats, ok, _ = encode_media(folder, paths, progress=False)
+    assert_unit_embeddings(feats, 2, 32)
+    np.testing.assert_allclose(feats, encode_media(single, paths, progress=False)[0], atol=1e-6)
+    assert_unit_embeddings(folder.encode_text(["a garbage truck", "a zebra"]), 2, 32)
+    empty = tiny_clip_files["weights"].parent / "empty"
+    empty.mkdir(exist_ok=True)
+    with pytest.raises(FileNotFoundError, match="no open_clip_config.json in the OpenCLIP folder"):
+        build_encoder("open-clip", weights_path=empty)
+    with pytest.raises(FileNotFoundError, match="not found at"):
+        build_encoder("open-clip", weights_path=empty / "nothing.bin", model_name="clip-tiny")
+
+
+def test_the_clip_text_tower_gives_every_layer_and_its_own_sentence_embedding(tiny_clip_files):
+    clip = build_encoder("open-clip", weights_path=tiny_clip_files["snapshot"])
+    text = build_encoder("open-clip-text", weights_path=tiny_clip_files["snapshot"])
+    assert (text.dim, text.layer_dim, text.n_layers) == (32, 64, 3)  # embedding + 2 blocks
+    texts = ["a hen", "a brown hen on a farm, pecking at corn", "!"]
+    layers, mask = text.encode_layers(texts)
+    assert layers.shape == (3, 3, mask.shape[1], 64) and mask.sum(1).tolist()[2] == 3
+    # the last layer, read at the end token through the tower's head, is encode_text itself
+    model = text.model
+    end = mask.sum(1) - 1
+    with torch.no_grad():
+        pooled = model.ln_final(layers[:, -1])[torch.arange(3), end] @ model.text_projection
+    np.testing.assert_allclose(
+        torch.nn.functional.normalize(pooled, dim=-1).numpy(), clip.encode_text(texts), atol=1e-5
+    )
+    np.testing.assert_allclose(text.encode(texts), clip.encode_text(texts), atol=1e-6)
+    # a text's states do not depend on the batch it came in (causal attention, cut to length)
+    alone, alone_mask = text.encode_layers(texts[:1])
+    n = int(alone_mask.sum())
+    torch.testing.assert_close(alone[0, :, :n], layers[0, :, :n], atol=1e-5, rtol=1e-5)
+    assert text.over_length(["a hen", "word " * 100]).tolist() == [False, True]
+
+
+def test_open_clip_without_the_library_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"cart_pipeline\[clip\]"):
+        build_encoder("open-clip", model_name="RN50", weights_path=tmp_path / "w.pt")

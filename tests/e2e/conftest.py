@@ -44,8 +44,11 @@ TIMING_KEYS = {
 }
 
 
-def run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+def run(
+    args: list[str], cwd: Path, timeout: int = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**(env or os.environ), "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -56,6 +59,7 @@ def make_slice(root: Path, n_images: int = 36, n_audio: int = 18, n_videos: int 
         [
             rows.iloc[:: max(1, len(rows) // counts[modality])][: counts[modality]]
             for modality, rows in manifest.groupby("modality", sort=False)
+            if counts[modality]
         ]
     )
     for path in rows.media_path:

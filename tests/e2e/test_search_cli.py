@@ -257,3 +257,22 @@ def test_a_version_without_a_search_index_is_assembled_from_the_catalog(project)
     assert assembled.versions == {"image": version}
     [a], [b] = saved.search(["a brown hen"], k=3), assembled.search(["a brown hen"], k=3)
     assert [r.item_id for r in a] == [r.item_id for r in b]
+
+
+def test_every_evaluated_system_answers_from_the_saved_index(project):
+    metrics = json.loads(
+        sorted((project / "data/08_reporting/metrics.json").glob("*/metrics.json"))[-1].read_text()
+    )
+    for system in metrics["by_modality"]["image"]:
+        result = run(
+            [CART_SEARCH, "a brown hen", "--modality", "image", "--system", system, "--top-k",
+             "3", "--json", "--project", str(project)],
+            cwd=project,
+        )  # fmt: skip
+        assert result.returncode == 0, (system, result.stderr[-2000:])
+        assert len(result.stdout.splitlines()) == 3, system
+    missing = run(
+        [CART_SEARCH, "a hen", "--system", "zero_shot", "--project", str(project)], cwd=project
+    )
+    assert missing.returncode == 2 and "no zero_shot index for" in missing.stderr
+    assert "pair_lookup" in missing.stderr  # it says which systems there are

@@ -98,6 +98,10 @@ def test_mlflow_models_serve_answers_a_query_with_ranked_items(project):
         )
         with urllib.request.urlopen(request, timeout=120) as response:
             predictions = json.loads(response.read())["predictions"]
+        # any system the evaluation measured answers from the same served index
+        status, body = post(port, {"dataframe_records": [{"query": "a hen"}],
+                                   "params": {"k": 3, "system": "pair_lookup"}})  # fmt: skip
+        assert status == 200 and [p["rank"] for p in body["predictions"]] == [1, 2, 3]
         # bad requests: a 400 whose message is the reason, no stack trace, no server paths
         for bad, reason in [
             ({"dataframe_records": [{"query": ["a", "b"]}]}, "query 1 must be a non-empty string"),
@@ -106,6 +110,9 @@ def test_mlflow_models_serve_answers_a_query_with_ranked_items(project):
              "params.beam_size must be in 1..1000, got 0"),
             ({"dataframe_records": [{"query": "a hen"}], "params": {"k": 5000}},
              "params.k must be in 1..1000, got 5000"),
+            ({"dataframe_records": [{"query": "a hen"}], "params": {"system": "oracle"}},
+             "params.system must be one of cart, cart_rerank, cart_lookup_rerank, dual_tower, "
+             "pair_lookup, got 'oracle'"),
         ]:  # fmt: skip
             status, body = post(port, bad)
             assert status == 400, (bad, body)

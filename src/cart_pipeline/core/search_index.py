@@ -4,6 +4,12 @@ The serving stage writes it after the evaluation measured the decoder (catalog e
 ``{modality}.search_index``); `cart-search` reads it straight from disk without Kedro or pandas,
 and the served MLflow model's one artifact is this file. Plain values only, so
 ``torch.load(weights_only=True)`` loads it.
+
+Beside CART it carries the baselines the evaluation measured (``baseline_bundle``), so that
+every system of metrics.json can answer from the one file: the dual tower (its checkpoint
+and the items' features), the pair lookup (its training texts' vectors and the temperature
+it chose on validation) and, with a text-aligned media encoder, the zero-shot search (the
+encoder's spec and the items' embeddings; the encoder loads from its local weights).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # a search reads the index without pandas; only building one needs it
     import pandas as pd
 
-SEARCH_INDEX_FORMAT = "cart-search-index/1"
+SEARCH_INDEX_FORMAT = "cart-search-index/2"
 
 
 def make_search_index(
@@ -25,10 +31,11 @@ def make_search_index(
     beam_size: int,
     device: str,
     metrics: dict[str, float] | None = None,
+    baselines: dict | None = None,
 ) -> dict:
     """The decoder checkpoint and its save version, the item table (id, media path, the first
     human description), the query encoder's spec, the evaluated beam size, the project's
-    ``device`` and the CART metrics measured on this decoder."""
+    ``device``, the CART metrics measured on this decoder and the baselines (``baseline_bundle``)."""
     from cart_pipeline.core.pairs import item_descriptions
 
     descriptions = candidates.item_id.map(item_descriptions(queries)).fillna("")
@@ -46,4 +53,48 @@ def make_search_index(
         "beam_size": int(beam_size),
         "device": str(device),
         "metrics": {name: float(value) for name, value in (metrics or {}).items()},
+        "baselines": baselines or {},
     }
+
+
+def baseline_bundle(
+    dual_tower: dict,
+    candidate_features: pd.DataFrame,
+    training_pairs: pd.DataFrame,
+    query_features: pd.DataFrame,
+    pseudo_query_features: pd.DataFrame,
+    lookup_temperature: float | None,
+    media_encoder: dict,
+) -> dict:
+    """What the baselines of one modality need to search, as plain values and tensors."""
+    import torch
+
+    from cart_pipeline.core.encoders import TEXT_ALIGNED
+    from cart_pipeline.core.retrieval.pair_lookup import lookup_from_training_pairs
+    from cart_pipeline.core.tables import column_to_matrix
+
+    item_ids = candidate_features.item_id.astype(str).tolist()
+    features = torch.from_numpy(column_to_matrix(candidate_features.embedding))  # (N, D)
+    bundle = {
+        "dual_tower": {
+            "checkpoint": {k: v for k, v in dual_tower.items() if k != "saved_version"},
+            "version": dual_tower.get("saved_version"),
+            "item_ids": item_ids,
+            "item_features": features,
+        }
+    }
+    if lookup_temperature is not None:
+        lookup, _ = lookup_from_training_pairs(
+            training_pairs, candidate_features.item_id.to_numpy(), query_features,
+            pseudo_query_features,
+        )  # fmt: skip
+        bundle["pair_lookup"] = {
+            "text_embeddings": torch.from_numpy(lookup.text_embeddings),
+            "pair_items": torch.from_numpy(lookup.pair_items),
+            "item_ids": item_ids,
+            "temperature": float(lookup_temperature),
+        }
+    if media_encoder["name"] in TEXT_ALIGNED:  # its own search: the item embeddings as they are
+        bundle["zero_shot"] = {"encoder": dict(media_encoder), "item_ids": item_ids,
+                               "item_embeddings": features}  # fmt: skip
+    return bundle

@@ -44,6 +44,12 @@ def _open_clip(**kwargs: Any):
     return OpenClipEncoder(**kwargs)
 
 
+def _open_clip_text(**kwargs: Any):
+    from cart_pipeline.core.encoders.optional import OpenClipTextEncoder
+
+    return OpenClipTextEncoder(**kwargs)
+
+
 def _clap(**kwargs: Any):
     from cart_pipeline.core.encoders.optional import ClapEncoder
 
@@ -55,9 +61,13 @@ ENCODERS: dict[str, Callable[..., Any]] = {
     "efficientnet-lite0": _image,
     "aisfx": _audio,
     "frame-mean-efficientnet-lite0": _video,
-    "open-clip": _open_clip,  # model_name=..., weights_path=...
+    "open-clip": _open_clip,  # weights_path=... (a file with model_name=..., or a folder)
+    "open-clip-text": _open_clip_text,  # CLIP's text tower as the query encoder: as open-clip
     "clap": _clap,  # model_path=...
 }
+# Media encoders that also embed text into their own space (`encode_text`): the evaluation
+# adds their `zero_shot` search (the aligned encoder's own retrieval) beside CART.
+TEXT_ALIGNED = frozenset({"open-clip", "clap"})
 
 
 def build_encoder(name: str, **kwargs: Any) -> Any:
@@ -70,4 +80,4 @@ def build_encoder(name: str, **kwargs: Any) -> Any:
     return builder(**kwargs)
 
 
-__all__ = ["ENCODERS", "build_encoder"]
+__all__ = ["ENCODERS", "TEXT_ALIGNED", "build_encoder"]

@@ -4,7 +4,14 @@ Neither library nor any weights are needed by the default pipeline: the librarie
 imported when an encoder is built, and the weights are always read from a local path
 (nothing is downloaded). Both follow the media-encoder protocol of ``core.features``
 (``load(path)`` + ``embed_items(items)``) and add ``encode_text(texts)``, whose embeddings
-live in the same space as the media embeddings.
+live in the same space as the media embeddings (the evaluation's `zero_shot` system searches
+with them). ``OpenClipTextEncoder`` is CLIP's text tower as the decoder's query encoder: every
+layer's token states, as ``MiniLMTextEncoder`` gives them.
+
+OpenCLIP weights come as a file (``weights_path``: a state dict, ``.bin``/``.pt`` or
+``.safetensors``, of a model ``model_name`` open_clip knows, or one described by a
+``model_config`` JSON) or as a folder holding ``open_clip_config.json`` and the weights (a
+hub snapshot such as laion/CLIP-ViT-B-32-laion2B-s34B-b79K, saved to disk).
 """
 
 from __future__ import annotations
@@ -24,8 +31,43 @@ from cart_pipeline.core.media import load_audio_mono, load_image_rgb
 def _require(module: str, install_hint: str) -> ModuleType:
     try:
         return importlib.import_module(module)
-    except ImportError as err:
-        raise ImportError(f"this encoder needs the '{module}' package: {install_hint}") from err
+    except (
+        ImportError,
+        RuntimeError,
+    ) as err:  # RuntimeError: a torchvision built for another torch
+        raise ImportError(
+            f"this encoder needs the '{module}' package ({type(err).__name__}: {err}): {install_hint}"
+        ) from err
+
+
+def _load_open_clip(
+    model_name: str | None, weights_path: str | Path, model_config: str | Path | None, device: str
+):
+    """(model, preprocess, tokenizer, name) from local files only."""
+    open_clip = _require("open_clip", "pip install 'cart_pipeline[clip]' (open-clip-torch)")
+    path = Path(weights_path)
+    if model_config is not None:  # an architecture open_clip does not ship: register it
+        config = Path(model_config)
+        if not config.is_file():
+            raise FileNotFoundError(f"OpenCLIP model config not found at {config}")
+        open_clip.add_model_config(config)
+        model_name = model_name or config.stem
+    if path.is_dir():  # a hub snapshot on disk: open_clip_config.json + weights
+        if not (path / "open_clip_config.json").is_file():
+            raise FileNotFoundError(f"no open_clip_config.json in the OpenCLIP folder {path}")
+        name, pretrained = f"local-dir:{path}", None
+    elif path.is_file():
+        if not model_name:
+            raise ValueError("an OpenCLIP weights file needs `model_name` (e.g. ViT-B-32)")
+        name, pretrained = model_name, str(path)
+    else:
+        raise FileNotFoundError(f"OpenCLIP weights for {model_name!r} not found at {path}")
+    # a file path as `pretrained` loads that checkpoint; nothing is fetched from the hub
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        name, pretrained=pretrained, device=device
+    )
+    label = model_name or path.name
+    return model.eval(), preprocess, open_clip.get_tokenizer(name), label
 
 
 def _pooled(output) -> torch.Tensor:
@@ -38,19 +80,18 @@ class OpenClipEncoder:
 
     modality = "image"
 
-    def __init__(self, model_name: str, weights_path: str | Path, device: str = "cpu"):
-        open_clip = _require("open_clip", "pip install 'cart_pipeline[clip]' (open-clip-torch)")
-        path = Path(weights_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"OpenCLIP weights for {model_name!r} not found at {path}")
-        # a file path as `pretrained` loads that checkpoint; nothing is fetched from the hub
-        model, _, self._preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=str(path), device=device
+    def __init__(
+        self,
+        weights_path: str | Path,
+        model_name: str | None = None,
+        model_config: str | Path | None = None,
+        device: str = "cpu",
+    ):
+        self.model, self._preprocess, self.tokenizer, label = _load_open_clip(
+            model_name, weights_path, model_config, device
         )
-        self.model = model.eval()
-        self.tokenizer = open_clip.get_tokenizer(model_name)
         self.device = device
-        self.name = f"open-clip:{model_name}"
+        self.name = f"open-clip:{label}"
         self.dim = int(self.model.visual.output_dim)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
@@ -68,6 +109,76 @@ class OpenClipEncoder:
     def encode_text(self, texts: list[str]) -> np.ndarray:
         feats = self.model.encode_text(self.tokenizer(list(texts)).to(self.device))  # (B, D)
         return F.normalize(feats.float(), dim=-1).cpu().numpy()
+
+
+class OpenClipTextEncoder:
+    """CLIP's text tower as the query encoder the decoder reads: every layer's token states
+    (the embedding output, then each transformer block's), and the tower's own unit-norm text
+    embedding as the sentence vector the dual tower and the pair lookup compare. CLIP's text
+    attention is causal, so cutting a batch to its longest text changes no state."""
+
+    modality = "text"
+
+    def __init__(
+        self,
+        weights_path: str | Path,
+        model_name: str | None = None,
+        model_config: str | Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 128,
+        max_length: int | None = None,
+    ):
+        """``max_length``: tokens a text may have before it counts as cut (`over_length`); at
+        most the model's context (77 for CLIP), where its tokenizer cuts every text."""
+        self.model, _, self.tokenizer, label = _load_open_clip(
+            model_name, weights_path, model_config, device
+        )
+        if not hasattr(self.model, "token_embedding"):
+            raise ValueError(
+                f"{label}: only CLIP models with open_clip's own text transformer expose its "
+                "layers here (not those built on a Hugging Face text model)"
+            )
+        self.device, self.batch_size = device, batch_size
+        self.name = f"open-clip-text:{label}"
+        self.dim = int(self.model.text_projection.shape[-1])  # the joint space
+        self.layer_dim = int(self.model.token_embedding.embedding_dim)  # the tower's width
+        self.n_layers = len(self.model.transformer.resblocks) + 1  # + the embedding output
+        self.context_length = int(self.model.context_length)
+        self.max_length = min(max_length or self.context_length, self.context_length)
+        self.eot = int(getattr(self.tokenizer, "eot_token_id", 0))
+
+    def over_length(self, texts: list[str]) -> np.ndarray:
+        """(N,) bool: texts of more than ``max_length`` tokens (start and end included)."""
+        encode = self.tokenizer.encode
+        return np.array([len(encode(t)) + 2 > self.max_length for t in texts], dtype=bool)
+
+    @torch.inference_mode()
+    def encode_layers(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts -> all layers' states (B, S, T, W) float32 and the mask (B, T): start token
+        to end token, inclusive (token id 0 is a real token in CLIP's vocabulary)."""
+        ids = self.tokenizer(list(texts)).to(self.device)  # (B, context)
+        end = (ids == self.eot).int().argmax(-1)  # (B,) position of each end token
+        T = int(end.max()) + 1
+        mask = torch.arange(T, device=ids.device)[None] <= end[:, None]  # (B, T)
+        model, ids = self.model, ids[:, :T]
+        cast = model.transformer.get_cast_dtype()
+        x = model.token_embedding(ids).to(cast) + model.positional_embedding[:T].to(cast)
+        attn = model.attn_mask[:T, :T] if model.attn_mask is not None else None
+        _, blocks = model.transformer.forward_intermediates(x, attn_mask=attn)
+        return torch.stack([x, *blocks], dim=1).float(), mask  # (B, S, T, W), (B, T)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Texts -> (N, dim) unit-norm CLIP text embeddings, float32."""
+        texts = list(texts)
+        chunks = [
+            F.normalize(
+                self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]).to(self.device)).float(),
+                dim=-1,
+            ).cpu().numpy()
+            for i in range(0, len(texts), self.batch_size)
+        ]  # fmt: skip
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
 
 
 class ClapEncoder:

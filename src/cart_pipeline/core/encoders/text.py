@@ -45,6 +45,7 @@ class MiniLMTextEncoder:
         self.batch_size = batch_size
         self.device = device
         self.dim = int(self.model.config.hidden_size)
+        self.layer_dim = self.dim  # the width of every layer the decoder reads
         # hidden_states = embedding output + one per transformer layer
         self.n_layers = int(self.model.config.num_hidden_layers) + 1
 
@@ -158,7 +159,7 @@ class ScriptedMiniLM:
         self.model = torch.jit.load(str(script_path), map_location="cpu").eval()
         self.batch_size = batch_size
         config = json.loads((path / "config.json").read_text())
-        self.dim = int(config["hidden_size"])
+        self.dim = self.layer_dim = int(config["hidden_size"])
         self.n_layers = int(config["num_hidden_layers"]) + 1  # + the embedding output
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:

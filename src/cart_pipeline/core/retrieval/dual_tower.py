@@ -105,9 +105,10 @@ def train_dual_tower(
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    texts = torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32)).to(device)
-    targets = torch.from_numpy(np.array(pair_items, dtype=np.int64)).to(device)  # a copy
-    items = torch.from_numpy(np.ascontiguousarray(item_features, dtype=np.float32)).to(device)
+    # copies: the features may be read-only views of a loaded file
+    texts = torch.tensor(np.asarray(text_features), dtype=torch.float32, device=device)
+    targets = torch.tensor(np.asarray(pair_items), dtype=torch.int64, device=device)
+    items = torch.tensor(np.asarray(item_features), dtype=torch.float32, device=device)
     full_softmax = len(items) <= config.full_softmax_max_items
     generator = torch.Generator().manual_seed(config.seed)
 

@@ -66,7 +66,7 @@ def train_cart_decoder(
         "decoder_training",
         vocab_size=vocabulary.size,
         position_ranges=vocabulary.position_ranges(),
-        text_dim=encoder.dim,
+        text_dim=encoder.layer_dim,
         text_layers=encoder.n_layers,
     )
     train_config = from_params(TrainConfig, params, "decoder_training", seed=int(seed))

@@ -4,7 +4,8 @@ Systems: ``cart`` (beam search), two hybrids that reorder CART's beam — ``cart
 the dual-tower cosine, ``cart_lookup_rerank`` by the pair lookup's soft vote over each
 candidate's training texts (O(beam) and O(beam × texts per item) work per query, flat in the
 corpus size; the latter keeps the texts' vectors beside the index) — ``dual_tower`` (exact
-dense search) and ``pair_lookup`` (the no-training floor). Every metric carries a 95 % bootstrap CI; CART is
+dense search), ``pair_lookup`` (the no-training floor) and, where the modality's encoder embeds
+text into its own space (CLIP, CLAP), ``zero_shot``: that encoder's own search, no training. Every metric carries a 95 % bootstrap CI; CART is
 compared with each baseline by a paired bootstrap and a sign test.
 """
 
@@ -17,15 +18,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 
 from cart_pipeline.core.device import stage_device
+from cart_pipeline.core.encoders import TEXT_ALIGNED
 from cart_pipeline.core.metrics import (
     metrics_by_relevance,
     paired_comparison,
     rankings_frame,
     relevant_ranks,
     same_description_relevance,
+    top_k_with_ties,
 )
 from cart_pipeline.core.pairs import text_features_of
 from cart_pipeline.core.retrieval.cart import CartIndex
@@ -41,8 +45,8 @@ from cart_pipeline.pipelines.tracking import log_metrics
 from cart_pipeline.reporting.charts import recall_chart
 
 logger = logging.getLogger(__name__)
-SYSTEMS = ("cart", "cart_rerank", "cart_lookup_rerank", "dual_tower", "pair_lookup")
-BASELINES = ("dual_tower", "pair_lookup")
+SYSTEMS = ("cart", "cart_rerank", "cart_lookup_rerank", "dual_tower", "pair_lookup", "zero_shot")
+BASELINES = ("dual_tower", "pair_lookup", "zero_shot")
 HYBRIDS = ("cart_rerank", "cart_lookup_rerank")  # CART's beam, reordered
 MODEL_OF_SYSTEM = {"cart_decoder": "cart", "dual_tower": "dual_tower"}  # catalog name -> system
 
@@ -179,6 +183,37 @@ def rank_with_pair_lookup(
     return rankings_frame(test.query_id.tolist(), item_ids, top, scores), info
 
 
+def rank_zero_shot(
+    queries: pd.DataFrame,
+    candidate_features: pd.DataFrame,
+    feature_params: dict[str, Any],
+    params: dict[str, Any],
+    modality: str,
+    device: str,
+) -> tuple[pd.DataFrame, dict]:
+    """The aligned encoder's own search (CLIP, CLAP): exact cosine of the query's text
+    embedding with the items' embeddings, no training. Not available (an empty table and the
+    reason) when the modality's encoder cannot embed text."""
+    spec = feature_params["encoders"][modality]
+    if spec["name"] not in TEXT_ALIGNED:
+        reason = f"the {modality} encoder {spec['name']!r} embeds no text"
+        return rankings_frame([], np.array([]), np.zeros((0, 0), np.int64), np.zeros((0, 0))), {
+            "available": False,
+            "reason": reason,
+        }
+    encoder = load_encoder(spec, stage_device(feature_params, device))
+    item_ids = candidate_features.item_id.to_numpy()
+    items = torch.from_numpy(column_to_matrix(candidate_features.embedding))  # (N, D) unit norm
+    test = heldout_queries(queries, item_ids)
+    started = time.perf_counter()
+    text = torch.from_numpy(encoder.encode_text(test.text.tolist()))  # (Q, D) unit norm
+    encoded = time.perf_counter()
+    top, scores = top_k_with_ties((text @ items.T).double().numpy(), int(params["top_k"]))
+    seconds = {"encode_s": encoded - started, "decode_s": time.perf_counter() - encoded}
+    info = {**_throughput(len(test), seconds), "available": True, "encoder": encoder.name}
+    return rankings_frame(test.query_id.tolist(), item_ids, top, scores), info
+
+
 def rerank_cart_with_dual_tower(
     cart_rankings: pd.DataFrame,
     cart_timing: dict,
@@ -297,6 +332,9 @@ def evaluate_modality(
     ranks: dict[str, dict[str, np.ndarray]] = {}
     for system in SYSTEMS:
         rankings, info = systems[f"{system}_rankings"], dict(systems[f"{system}_timing"])
+        if info.pop("available", True) is False:  # e.g. zero_shot without a text-aligned encoder
+            result.setdefault("unavailable", {})[system] = info["reason"]
+            continue
         info.pop("model_version", None)  # recorded once, in result["models"]
         ranks[system] = {
             kind: relevant_ranks(rankings, relevant, depth).loc[test.query_id].to_numpy()
@@ -330,11 +368,12 @@ def evaluate_modality(
 
 
 def comparisons(ranks: dict[str, np.ndarray], n_boot: int, seed: int) -> dict:
-    """CART (and CART + rerank) against each baseline, paired over the same queries."""
+    """CART (and its hybrids) against each baseline there is, paired over the same queries."""
     return {
         f"{system}_vs_{baseline}": paired_comparison(ranks[system], ranks[baseline], n_boot, seed)
         for system in ("cart", *HYBRIDS)
         for baseline in BASELINES
+        if baseline in ranks
     }
 
 
@@ -384,8 +423,9 @@ def summarise(
         dataset_root, id_variant, decoder, captioning, evaluation, ingest, seed, run_label
     )
     n_boot = int(evaluation["bootstrap_samples"])
+    present = [s for s in SYSTEMS if any(s in e["systems"] for e in evaluations)]
     metrics: dict[str, Any] = {
-        "systems": list(SYSTEMS),
+        "systems": present,
         "by_modality": {},
         "overall": {},
         "comparisons": {},
@@ -393,10 +433,14 @@ def summarise(
     }
     metrics["models"] = {e["modality"]: e["models"] for e in evaluations}
     for e in evaluations:
-        metrics["by_modality"][e["modality"]] = {s: e["systems"][s]["metrics"] for s in SYSTEMS}
+        metrics["by_modality"][e["modality"]] = {
+            s: e["systems"][s]["metrics"] for s in SYSTEMS if s in e["systems"]
+        }
         metrics["comparisons"][e["modality"]] = e["comparisons"]
     pooled = {}
-    for system in SYSTEMS:
+    # overall: the systems every modality has (a zero-shot search of one modality alone
+    # pooled with nothing would not be comparable with CART's over all of them)
+    for system in [s for s in present if all(s in e["systems"] for e in evaluations)]:
         pooled[system] = {
             kind: np.concatenate(
                 [

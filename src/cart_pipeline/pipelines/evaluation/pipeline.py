@@ -8,6 +8,7 @@ from .nodes import (
     rank_with_cart,
     rank_with_dual_tower,
     rank_with_pair_lookup,
+    rank_zero_shot,
     rerank_cart_with_dual_tower,
     rerank_cart_with_pair_lookup,
     summarise,
@@ -70,6 +71,19 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                 name="rank_with_dual_tower",
             ),
             node(
+                rank_zero_shot,
+                inputs=[
+                    "queries",
+                    "candidate_features",
+                    "params:feature_extraction",
+                    "params:evaluation",
+                    "params:modality",
+                    "params:device",
+                ],
+                outputs=["zero_shot_rankings", "zero_shot_timing"],
+                name="rank_zero_shot",
+            ),
+            node(
                 rank_with_pair_lookup,
                 inputs=[
                     "training_pairs",
@@ -101,7 +115,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             ),
         ]
     )
-    shared = ["evaluation", "feature_extraction.text_encoder"]
+    shared = ["evaluation", "feature_extraction", "feature_extraction.text_encoder"]
     summary = Pipeline(
         [
             node(

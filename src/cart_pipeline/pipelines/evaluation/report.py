@@ -88,8 +88,9 @@ def build_report(
     **per_modality: Any,
 ) -> str:
     modalities = list(metrics["by_modality"])
-    rankings = {
-        m: {s: per_modality[f"{m}_{s}_rankings"] for s in metrics["systems"]} for m in modalities
+    rankings = {  # the systems each modality has (zero_shot only with a text-aligned encoder)
+        m: {s: per_modality[f"{m}_{s}_rankings"] for s in metrics["by_modality"][m]}
+        for m in modalities
     }
     check_one_run(rankings, candidates, queries)
     plots = {"Test-query recall by system": _png_bytes(recall_plot)}

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from cart_pipeline.core.search_index import make_search_index
+from cart_pipeline.core.search_index import baseline_bundle, make_search_index
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +29,31 @@ def package_search_index(
     candidates: pd.DataFrame,
     queries: pd.DataFrame,
     evaluation_metrics: dict,
+    dual_tower: dict,
+    candidate_features: pd.DataFrame,
+    training_pairs: pd.DataFrame,
+    query_features: pd.DataFrame,
+    pseudo_query_features: pd.DataFrame,
+    feature_params: dict[str, Any],
     text_encoder_spec: dict[str, Any],
     params: dict[str, Any],
     device: str,
     modality: str,
 ) -> dict:
-    """The evaluated index as one file: what `cart-search` and the served model load."""
-    cart = evaluation_metrics["systems"]["cart"]["metrics"]
+    """The evaluated index as one file, every measured system in it: what `cart-search`,
+    the search page and the served model load."""
+    systems = evaluation_metrics["systems"]
+    cart = systems["cart"]["metrics"]
+    lookup = systems.get("pair_lookup", {}).get("metrics", {})
+    baselines = baseline_bundle(
+        dual_tower,
+        candidate_features,
+        training_pairs,
+        query_features,
+        pseudo_query_features,
+        lookup.get("temperature"),
+        feature_params["encoders"][modality],
+    )
     return make_search_index(
         modality,
         cart_decoder,
@@ -45,11 +63,13 @@ def package_search_index(
         params["beam_size"],
         device,
         {metric: cart[metric] for metric in ("R@1", "R@5", "R@10", "MRR@10")},
+        baselines,
     )
 
 
 def signature(beam_size: int):
-    """Query texts in; one row per (query, rank) out; `k` and `beam_size` as parameters."""
+    """Query texts in; one row per (query, rank) out; `k`, `beam_size` and `system` (one of
+    the evaluated systems in the search index) as parameters."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -59,7 +79,11 @@ def signature(beam_size: int):
         inputs=Schema([ColSpec("string", "query")]),
         outputs=Schema([ColSpec(kind, name) for name, kind in outputs]),
         params=ParamSchema(
-            [ParamSpec("k", "long", 10), ParamSpec("beam_size", "long", int(beam_size))]
+            [
+                ParamSpec("k", "long", 10),
+                ParamSpec("beam_size", "long", int(beam_size)),
+                ParamSpec("system", "string", "cart"),
+            ]
         ),
     )
 

@@ -15,6 +15,12 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "candidates",
                     "queries",
                     "evaluation_metrics",
+                    "dual_tower",
+                    "candidate_features",
+                    "training_pairs",
+                    "query_features",
+                    "pseudo_query_features",
+                    "params:feature_extraction",
                     "params:feature_extraction.text_encoder",
                     "params:evaluation",
                     "params:device",
@@ -31,6 +37,5 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
             ),
         ]
     )
-    return per_modality(
-        template, modalities, shared_parameters=["evaluation", "feature_extraction.text_encoder"]
-    )
+    shared = ["evaluation", "feature_extraction", "feature_extraction.text_encoder"]
+    return per_modality(template, modalities, shared_parameters=shared)
