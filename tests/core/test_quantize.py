@@ -19,8 +19,10 @@ from cart_pipeline.core.quantize import (
     atomic_identifiers,
     build_identifiers,
     default_n_clusters,
+    extend_identifiers,
     fine_codes_for_variant,
     fit_kmeans,
+    frozen_codes,
     hierarchical_kmeans_codes,
     identifier_stats,
     identifiers_for_variant,
@@ -451,3 +453,71 @@ def test_semantic_ids_frame_types():
     assert isinstance(frame["fine"].dtype, pd.ArrowDtype) and isinstance(
         frame["tokens"].dtype, pd.ArrowDtype
     )
+
+
+# ---------------------------------------------------------------- adding items to an index
+
+
+def _index_of(ids, x):
+    """A trained `cart` index over (ids, x): its K-Means, RQ-VAE, identifiers and vocabulary."""
+    km = fit_kmeans(x, default_n_clusters(len(x)), seed=11)
+    codes = fine_codes_for_variant("cart", x, km, TINY_RQ_CONFIG, seed=11)
+    frame, vocab, _ = identifiers_for_variant(
+        "cart", ids, codes.coarse, codes.fine, codes.coarse_size, codes.fine_size
+    )
+    return km, codes.model, frame, vocab
+
+
+def test_frozen_codes_reproduce_the_codes_the_index_gave_its_own_items(corpus):
+    ids, x = corpus
+    km, rqvae, frame, _ = _index_of(ids, x)
+    coarse, fine = frozen_codes(x, km.centroids, rqvae)
+    again = frame.set_index("item_id").loc[ids]
+    assert (coarse == km.assignments).all() and (coarse == again.coarse.to_numpy()).all()
+    assert (fine == int_lists_to_matrix(again.fine).reshape(len(ids), -1)).all()
+
+
+def test_added_items_leave_every_existing_identifier_and_token_id_unchanged(corpus):
+    ids, x = corpus
+    old = ids < "item0250"  # 250 indexed items, 70 added later
+    km, rqvae, frame, vocab = _index_of(ids[old], x[old])
+    coarse, fine = frozen_codes(x[~old], km.centroids, rqvae)
+    grown, grown_vocab, stats = extend_identifiers(frame, vocab, ids[~old], coarse, fine)
+
+    before = frame.set_index("item_id")
+    after = grown.set_index("item_id").loc[before.index]
+    assert after[SEMANTIC_ID_COLUMNS[1:]].astype(str).equals(before.astype(str))
+    assert grown_vocab.offsets == vocab.offsets  # only the unique range may grow, at the end
+    assert grown_vocab.position_sizes[:-1] == vocab.position_sizes[:-1]
+    assert stats["n_items"] == len(ids) and grown.item_id.is_monotonic_increasing
+    tokens = int_lists_to_matrix(grown.tokens).reshape(len(grown), -1)
+    assert len(np.unique(tokens, axis=0)) == len(grown)
+    # the new ids sort after the old ones, so u comes out as a rebuild over all items with the
+    # same (frozen) codes would number it
+    rebuilt, _, _ = build_identifiers(
+        grown.item_id, grown.coarse.to_numpy(), int_lists_to_matrix(grown.fine).reshape(len(grown), -1),
+        vocab.position_sizes[0], vocab.position_sizes[1:-1],
+    )  # fmt: skip
+    assert (rebuilt.unique.to_numpy() == grown.unique.to_numpy()).all()
+
+
+def test_u_continues_after_the_largest_existing_u_of_the_prefix_group():
+    frame, vocab, _ = build_identifiers(["a", "b", "c"], [0, 0, 1], [[2], [2], [3]], 2, 4)
+    assert frame.unique.tolist() == [0, 1, 0] and vocab.position_sizes == [2, 4, 2]
+    grown, grown_vocab, _ = extend_identifiers(
+        frame, vocab, ["e", "d", "f"], np.array([0, 0, 1]), np.array([[2], [2], [0]])
+    )
+    assert grown.set_index("item_id").unique.to_dict() == {
+        "a": 0, "b": 1, "c": 0, "d": 2, "e": 3, "f": 0
+    }  # fmt: skip
+    assert grown_vocab.position_sizes == [2, 4, 4] and grown_vocab.offsets == vocab.offsets
+
+
+def test_adding_an_existing_id_or_codes_of_another_shape_is_refused():
+    frame, vocab, _ = build_identifiers(["a", "b"], [0, 1], [[2], [3]], 2, 4)
+    with pytest.raises(ValueError, match="already have identifiers, e.g. 'b'"):
+        extend_identifiers(frame, vocab, ["b"], np.array([0]), np.array([[1]]))
+    with pytest.raises(ValueError, match="same quantisers"):
+        extend_identifiers(frame, vocab, ["c"], np.array([0]), np.array([[1, 1]]))
+    with pytest.raises(ValueError, match="outside its position's range"):
+        extend_identifiers(frame, vocab, ["c"], np.array([5]), np.array([[1]]))

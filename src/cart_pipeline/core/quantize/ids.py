@@ -324,3 +324,70 @@ def identifiers_for_variant(
     if variant == "atomic":
         return atomic_identifiers(item_ids)
     return build_identifiers(item_ids, coarse, fine, coarse_size=coarse_size, fine_sizes=fine_size)
+
+
+def extend_identifiers(
+    semantic_ids: pd.DataFrame,
+    vocab: Vocabulary,
+    item_ids: Sequence[str] | np.ndarray | pd.Series,
+    coarse: np.ndarray,
+    fine: np.ndarray,
+) -> tuple[pd.DataFrame, Vocabulary, dict]:
+    """Identifiers for new items beside an index's existing ones, which never change.
+
+    ``coarse`` (N,) and ``fine`` (N, M) are the new items' codes from the *frozen* quantisers
+    (:func:`frozen_codes`), so each lands beside the existing items it resembles. Its unique
+    token continues after its prefix group's largest existing u (new items of one group in
+    item_id order). The unique token is the identifier's last position, so growing its range
+    appends token ids at the end of the vocabulary: every existing token id keeps its meaning.
+    Returns (existing and new rows sorted by item_id, the vocabulary, stats of the whole).
+    """
+    ids, order = _sorted_ids(item_ids)
+    clash = np.intersect1d(ids, semantic_ids["item_id"].to_numpy().astype(str))
+    if len(clash):
+        raise ValueError(
+            f"{len(clash)} new item ids already have identifiers, e.g. {str(clash[0])!r}"
+        )
+    coarse = np.asarray(coarse, dtype=np.int64).ravel()[order]  # (N,)
+    fine = np.asarray(fine, dtype=np.int64).reshape(len(ids), -1)[order]  # (N, M)
+    old_coarse = semantic_ids["coarse"].to_numpy(np.int64)  # (E,)
+    old_fine = int_lists_to_matrix(semantic_ids["fine"]).reshape(len(old_coarse), -1)  # (E, M)
+    if fine.shape[1] != old_fine.shape[1] or vocab.length != fine.shape[1] + 2:
+        raise ValueError(
+            f"new codes have {fine.shape[1]} fine levels; the index's identifiers have "
+            f"{old_fine.shape[1]} (length {vocab.length}): same quantisers needed"
+        )
+    # u: after the existing group's largest u, then 0, 1, 2… among the new items of the group
+    prefixes = np.column_stack([np.concatenate([old_coarse, coarse]), np.vstack([old_fine, fine])])
+    groups, group = np.unique(prefixes, axis=0, return_inverse=True)
+    group = group.ravel()
+    next_u = np.zeros(len(groups), np.int64)
+    np.maximum.at(next_u, group[: len(old_coarse)], semantic_ids["unique"].to_numpy(np.int64) + 1)
+    unique = next_u[group[len(old_coarse) :]] + rank_within_groups(group[len(old_coarse) :])
+    sizes = list(vocab.position_sizes)
+    sizes[-1] = max(sizes[-1], int(unique.max(initial=-1)) + 1)
+    grown = Vocabulary(sizes, dict(vocab.special_tokens))
+    tokens = grown.to_tokens(np.column_stack([coarse, fine, unique]))  # checks code ranges
+    added = pd.DataFrame({"item_id": ids, "coarse": coarse})
+    added["fine"] = int_lists_column(fine, index=added.index)
+    added["unique"] = unique
+    added["tokens"] = int_lists_column(tokens, index=added.index)
+    added["id_str"] = _id_strings(coarse, fine, unique)
+    frame = pd.concat([semantic_ids[SEMANTIC_ID_COLUMNS], added], ignore_index=True)
+    frame = frame.sort_values("item_id", kind="stable", ignore_index=True)
+    all_tokens = int_lists_to_matrix(frame["tokens"]).reshape(len(frame), -1)
+    if len(np.unique(all_tokens, axis=0)) != len(frame):  # the point of u
+        raise AssertionError("identifier token tuples are not unique")
+    return frame, grown, identifier_stats(frame, grown)
+
+
+def frozen_codes(
+    features: np.ndarray, centroids: np.ndarray, rqvae: RQVAE
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) raw features -> coarse (N,) and fine (N, M) codes of the ``cart`` variant from an
+    index's fitted K-Means centroids (K, D) and trained RQ-VAE, neither of which changes."""
+    from cart_pipeline.core.quantize.kmeans import assign_to_centroids
+
+    x = l2_normalize(np.asarray(features, dtype=np.float32))
+    coarse = assign_to_centroids(x, centroids)[0].astype(np.int64)
+    return coarse, rqvae.encode_codes(x - centroids[coarse])
