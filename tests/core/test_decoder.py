@@ -22,6 +22,7 @@ from cart_pipeline.core.decoder import (
     decoder_from_checkpoint,
     decoder_to_checkpoint,
     evaluate_recall,
+    extend_decoder_checkpoint,
     score_all_identifiers,
     train_decoder,
 )
@@ -325,6 +326,57 @@ def test_checkpoint_roundtrip_weights_only():
     assert loaded.head.weight is loaded.tok_emb.weight  # tying survives
     with pytest.raises(TypeError):
         decoder_to_checkpoint(model, {"bad": np.zeros(3)})
+
+
+def test_an_extended_checkpoint_keeps_every_trained_token_and_reaches_the_new_items():
+    from cart_pipeline.core.quantize import build_identifiers, extend_identifiers
+    from cart_pipeline.core.tables import int_lists_to_matrix
+
+    g = np.random.default_rng(0)
+    coarse, fine = g.integers(0, 3, 36), g.integers(0, 2, (36, 2))  # many collisions
+    ids = [f"img{i:02d}" for i in range(36)]
+    frame, vocab, _ = build_identifiers(ids[:30], coarse[:30], fine[:30], 3, 2)
+    model = tiny_model(vocab.position_ranges(), vocab.size).eval()
+    old_tokens = torch.as_tensor(int_lists_to_matrix(frame.tokens).reshape(30, -1))
+    extra = {"item_ids": frame.item_id.tolist(), "identifiers": old_tokens.tolist(),
+             "vocabulary": vocab.to_dict()}  # fmt: skip
+    grown, grown_vocab, _ = extend_identifiers(frame, vocab, ids[30:], coarse[30:], fine[30:])
+    tokens = torch.as_tensor(int_lists_to_matrix(grown.tokens).reshape(36, -1))
+    buf = io.BytesIO()
+    torch.save(
+        extend_decoder_checkpoint(
+            decoder_to_checkpoint(model, extra), grown_vocab.to_dict(), tokens.tolist(),
+            grown.item_id.tolist(),
+        ),
+        buf,
+    )  # fmt: skip
+    buf.seek(0)
+    loaded, loaded_extra = decoder_from_checkpoint(torch.load(buf, weights_only=True))
+    assert grown_vocab.size > vocab.size and loaded.cfg.vocab_size == grown_vocab.size
+    assert torch.equal(loaded.tok_emb.weight[: vocab.size], model.tok_emb.weight)
+    assert loaded.head.weight is loaded.tok_emb.weight
+    assert loaded_extra["item_ids"] == grown.item_id.tolist()
+
+    layers, mask = text_states(4)
+    before = model(layers, mask, old_tokens[:4])[:, :-1]  # (B, L, V): every position but u's
+    after = loaded(layers, mask, old_tokens[:4])[:, :-1, : vocab.size]
+    torch.testing.assert_close(after, before)  # the coarse and fine tokens: as trained
+    # beam ≥ corpus: every item, new ones included, in the exact order of its sequence score
+    trie = IdentifierTrie.from_tokens(tokens)
+    items, scores = constrained_beam_search(loaded, layers, mask, trie, 64, 36)
+    assert sorted(items[0].tolist()) == list(range(36))
+    ref_scores, ref_items = score_all_identifiers(loaded, layers, mask, tokens).sort(
+        1, descending=True
+    )
+    torch.testing.assert_close(scores, ref_scores, atol=1e-5, rtol=1e-5)
+
+
+def test_an_extension_that_moves_a_trained_token_is_refused():
+    ids, ranges, vocab = semantic_ids(10)
+    checkpoint = decoder_to_checkpoint(tiny_model(ranges, vocab), {})
+    moved = {"offsets": [a + 1 for a, _ in ranges], "position_sizes": [b - a for a, b in ranges]}
+    with pytest.raises(ValueError, match="do not extend"):
+        extend_decoder_checkpoint(checkpoint, moved, ids.tolist(), [str(i) for i in range(10)])
 
 
 # -- training batches ------------------------------------------------------------------------
