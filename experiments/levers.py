@@ -46,6 +46,7 @@ from experiments.runs import (
     markdown_table,
     merge,
     overrides,
+    saved_metrics,
     stages,
 )
 
@@ -190,6 +191,15 @@ def pooled_validation_gain(results: dict[RunKey, dict], n_boot: int = 1000) -> p
     return pd.DataFrame(rows)
 
 
+def run_key(metrics: dict, seeds, folds) -> tuple:
+    """(run label, seed, fold) of a saved run; seed or fold is None where the runner varies
+    neither."""
+    config = metrics["config"]
+    seed = config["seed"] if seeds else None
+    fold = config.get("validation_fold", 0) if folds else None
+    return config.get("run_label"), seed, fold
+
+
 def collect(
     project: Path,
     levers: list[str],
@@ -201,10 +211,7 @@ def collect(
     fold), keyed by (lever, collection, seed, fold) as the runs recorded them."""
 
     def key_of(metrics: dict) -> tuple:
-        config = metrics["config"]
-        seed = config["seed"] if seeds else None
-        fold = config.get("validation_fold", 0) if folds else None
-        return config.get("run_label"), seed, fold
+        return run_key(metrics, seeds, folds)
 
     results = {}
     for env in envs:
@@ -222,23 +229,41 @@ def collect(
 
 
 def run_all(
-    project: Path, levers: list[str], envs: list[str], seeds: list[int | None], folds, extra: dict
+    project: Path,
+    levers: list[str],
+    envs: list[str],
+    seeds: list[int | None],
+    folds,
+    extra: dict,
+    resume: bool = False,
 ) -> None:
+    """Run every (collection, fold, seed, lever); with ``resume``, skip those that already
+    have saved metrics (the newest run with that label, seed and fold), so an interrupted
+    runner picks up where it stopped instead of starting over."""
     for env in envs:
+        done = {run_key(m, seeds[0] is not None, folds) for m in saved_metrics(project, env)}
         refolded = False
         try:
             # fold 0, the default split, last: the project is left on it
             for fold in sorted(folds, key=lambda f: f == 0) if folds else [None]:
+                todo = [
+                    (seed, lever)
+                    for seed in seeds
+                    for lever in levers
+                    if not (resume and (f"lever-{lever}", seed, fold) in done)
+                ]
+                if not todo:
+                    logger.info("%s, fold %s: every run saved already, skipped", env, fold)
+                    continue
                 if fold is not None or not data_dir(project, env).joinpath("04_feature").is_dir():
                     split = {} if fold is None else {"ingest": {"validation_fold": fold}}
                     kedro_run(
                         project, stages("ingest", "feature_extraction"), merge(extra, split), env
                     )
                     refolded = fold not in (None, 0)
-                for seed in seeds:
-                    for lever in levers:
-                        params = run_params(lever, extra, seed, fold)
-                        kedro_run(project, stages("captioning"), params, env)
+                for seed, lever in todo:
+                    params = run_params(lever, extra, seed, fold)
+                    kedro_run(project, stages("captioning"), params, env)
         finally:
             if refolded:  # an interrupted runner leaves the default split behind it
                 kedro_run(project, stages("ingest", "feature_extraction"), extra, env)
@@ -268,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--project", type=Path, default=Path.cwd())
     parser.add_argument("--report-only", action="store_true", help="tables from saved runs only")
+    parser.add_argument(
+        "--resume", action="store_true", help="skip runs whose metrics are saved already"
+    )
     parser.add_argument("--list", action="store_true", help="list the levers and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -280,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     levers = list(dict.fromkeys(["base", *args.levers]))
     extra = merge(*(dotted(p) for p in args.params))
     if not args.report_only:
-        run_all(project, levers, args.envs, args.seeds or [None], args.folds, extra)
+        run_all(project, levers, args.envs, args.seeds or [None], args.folds, extra, args.resume)
 
     results = collect(project, levers, args.envs, args.seeds, args.folds)
     per_run = lever_table(results)

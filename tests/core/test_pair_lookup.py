@@ -73,36 +73,3 @@ def test_rescoring_a_beam_reads_only_its_candidates_and_equals_the_full_scores(l
                 assert got[q, b] == pytest.approx(full[q, item], rel=1e-6, abs=1e-9)
     # what a rerank keeps beside the index: the texts' vectors, per item
     assert lookup.nbytes_per_item() == 9 * 16 * 4 / 4
-
-
-def test_the_teacher_leaves_each_text_out_of_its_own_item():
-    texts = _unit(np.eye(4, 8)[[0, 1, 2, 3]] + 0.01)
-    # item 0 has texts 0 and 1; item 1 has text 2; item 2 has text 3
-    lookup = PairLookup.from_pairs(texts, np.array([0, 0, 1, 2]), n_items=3, temperature=0.05)
-    items, probs = lookup.teacher(texts, np.array([0, 0, 1, 2]), top_k=3)
-    np.testing.assert_allclose(probs.sum(1).numpy(), 1.0, rtol=1e-6)
-    mass = np.zeros((4, 3))
-    for p in range(4):
-        mass[p, items[p].numpy()] = probs[p].numpy()
-    # text 0 still reaches its item through text 1, but (the texts being near-orthogonal)
-    # no more than the other items: it never finds itself, which would take nearly all of it
-    assert 0.2 < mass[0, 0] < 0.5
-    assert (
-        np.exp(lookup.scores(texts[:1], 0.05) / 0.05)[0, 0]
-        > 100 * np.exp(lookup.scores(texts[:1], 0.05) / 0.05)[0, 1]
-    )  # (with itself in, item 0 would dominate)
-    # item 1's only text is left out: its own item gets nothing from the teacher
-    assert mass[2, 1] == 0.0
-
-
-def test_a_blend_of_two_teachers_is_their_renormalised_mixture():
-    import torch
-
-    from cart_pipeline.core.decoder.targets import blend_targets
-
-    a = (torch.tensor([[0, 1, -1]]), torch.tensor([[0.75, 0.25, 0.0]]))
-    b = (torch.tensor([[2, 1, 0]]), torch.tensor([[0.5, 0.5, 0.0]]))
-    items, probs = blend_targets(a, b, n_items=3, top_k=2)
-    # mixture: item 0 0.375, item 1 0.375, item 2 0.25 -> top 2 renormalised: 0.5, 0.5
-    assert set(items[0].tolist()) == {0, 1}
-    np.testing.assert_allclose(probs[0].numpy(), [0.5, 0.5])

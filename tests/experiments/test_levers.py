@@ -147,3 +147,38 @@ def test_pooled_gain_refuses_runs_validated_on_other_queries():
         ValueError, match="M_2 and base in local at seed 7, fold 0 .* same per-query"
     ):
         pooled_validation_gain(runs)
+
+
+def test_a_resumed_runner_skips_the_runs_it_saved_and_reruns_the_rest(tmp_path, monkeypatch):
+    import json
+
+    import experiments.levers as levers
+
+    def saved(label: str, fold: int) -> None:
+        versions = tmp_path / "data/08_reporting/metrics.json"
+        n = len(list(versions.glob("*"))) if versions.is_dir() else 0
+        folder = versions / f"2026-01-01T00.00.0{n}.000Z"
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"run_label": label, "seed": 2025, "validation_fold": fold}
+        (folder / "metrics.json").write_text(json.dumps({"config": config}))
+
+    for env in ("base", "local"):
+        (tmp_path / "conf" / env).mkdir(parents=True)
+    (tmp_path / "conf/base/globals.yml").write_text("data_dir: data\n")
+    for label in ("lever-base", "lever-distill_0.25"):
+        saved(label, 1)  # fold 1 complete
+    saved("lever-base", 0)  # fold 0 half done
+    calls = []
+    monkeypatch.setattr(levers, "kedro_run", lambda project, stages, params, env: calls.append(
+        (stages.split(",")[0], params.get("run_label"), params.get("ingest", {}).get("validation_fold"))
+    ))  # fmt: skip
+    levers.run_all(tmp_path, ["base", "distill_0.25"], ["local"], [None], [0, 1], {}, True)
+    # fold 1 needs nothing (not even its ingest); fold 0 re-ingests and runs the missing lever
+    assert calls == [("ingest", None, 0), ("captioning", "lever-distill_0.25", 0)]
+    calls.clear()
+    levers.run_all(tmp_path, ["base", "distill_0.25"], ["local"], [None], [0, 1], {}, False)
+    assert calls == [  # without --resume: every run again, fold 0 (the default split) last
+        (stage, label, fold)
+        for fold in (1, 0)
+        for stage, label in [("ingest", None), *(("captioning", f"lever-{x}") for x in ("base", "distill_0.25"))]
+    ]  # fmt: skip

@@ -99,7 +99,7 @@ class IdAssignment:
 
 @dataclass(frozen=True)
 class SoftTargets:
-    source: str = setting(choices=("dual_tower", "pair_lookup", "blend"))
+    source: str = setting(choices=("dual_tower",))
     top_k: int = setting(ge=1)
     temperature: float | None = setting(gt=0)
 
@@ -145,12 +145,6 @@ def _heads_divide_width(values: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _interpolation_needs_pooled_token(values: Mapping[str, Any]) -> str | None:
-    if values.get("target_interpolation", 0) and values.get("pooled_token") is False:
-        return "target_interpolation > 0 needs pooled_token: true (the token it interpolates)"
-    return None
-
-
 def _beam_holds_top_k(values: Mapping[str, Any]) -> str | None:
     top_k, beam = values.get("top_k"), values.get("beam_size")
     if isinstance(top_k, int) and isinstance(beam, int) and beam < top_k:
@@ -180,7 +174,7 @@ GROUPS: dict[str, Group] = {
         nested={"soft_targets": Group((SoftTargets,)), "distributed": Group((Distributed,))},
         by_modality=True,
         device=True,
-        rules=(_heads_divide_width, _interpolation_needs_pooled_token),
+        rules=(_heads_divide_width,),
     ),
     "evaluation": Group(
         (Evaluation,),

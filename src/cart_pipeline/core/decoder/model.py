@@ -55,10 +55,6 @@ class DecoderConfig:
     n_heads: int = setting(4, ge=1)
     dropout: float = setting(0.1, ge=0, lt=1)
     fusion: bool = setting(True)  # false = plain cross-attention over the last text layer
-    # One more memory token: the query's mean over its tokens, per text layer (a sentence
-    # summary every layer of fusion can attend to); training may interpolate it towards the
-    # target item's (TrainConfig.target_interpolation, GENIUS-style query augmentation).
-    pooled_token: bool = setting(False)
     # Variable-length identifiers padded to L (e.g. hierarchical K-Means) need the pad token to
     # be emittable at every position after the first; None = strictly the position ranges.
     pad_token: int | None = None
@@ -84,12 +80,6 @@ class DecoderConfig:
         d = asdict(self)
         d["position_ranges"] = [list(r) for r in self.position_ranges]
         return d
-
-
-def pool_tokens(text_layers: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
-    """(B, S, T, H) states, (B, T) mask -> (B, S, H): each layer's mean over the real tokens."""
-    m = text_mask[:, None, :, None].to(text_layers.dtype)
-    return (text_layers * m).sum(2) / m.sum(2).clamp(min=1)
 
 
 def _split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -358,17 +348,9 @@ class CartDecoder(nn.Module):
         return self._windows[pos]
 
     # -- text side -----------------------------------------------------------------------------
-    def encode_memory(
-        self, text_layers: torch.Tensor, text_mask: torch.Tensor, pooled: torch.Tensor | None = None
-    ) -> TextMemory:
-        # text_layers (B, S, T, H), text_mask (B, T) True = real token; pooled (B, S, H) the
-        # extra token of `pooled_token` (default: the mean of the query's tokens)
+    def encode_memory(self, text_layers: torch.Tensor, text_mask: torch.Tensor) -> TextMemory:
+        # text_layers (B, S, T, H), text_mask (B, T) True = real token
         text_mask = text_mask.bool()
-        if self.cfg.pooled_token:
-            if pooled is None:
-                pooled = pool_tokens(text_layers, text_mask)
-            text_layers = torch.cat([text_layers, pooled[:, :, None].to(text_layers.dtype)], 2)
-            text_mask = torch.cat([text_mask, text_mask.new_ones(len(text_mask), 1)], 1)
         B, S, T, H = text_layers.shape
         d = self.cfg.d_model
         # Only real tokens are projected (batches pad to the longest text, often 3-4x the

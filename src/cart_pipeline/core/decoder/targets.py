@@ -1,13 +1,11 @@
 """Soft identifier targets: a distribution over items per training pair, and what it means
 for the token targets teacher forcing sees.
 
-The sources (``decoder_training.soft_targets.source``): ``dual_tower_targets``, the dual
+The source (``decoder_training.soft_targets.source``): ``dual_tower_targets``, the dual
 tower's top-K items for the pair's text, a softmax of cosine / temperature: distillation, so
 the decoder inherits the item tower's generalisation to items it knows only through
-pseudo-queries; the pair lookup's leave-one-out soft vote (``PairLookup.teacher``); or
-``blend_targets`` of the two. ``prefix_soft_targets`` turns any of them into per-position token
-distributions along the trie; ``target_summary`` says how much of the mass stays on the pairs'
-own items.
+pseudo-queries. ``prefix_soft_targets`` turns it into per-position token distributions along
+the trie; ``target_summary`` says how much of its mass stays on the pairs' own items.
 """
 
 from __future__ import annotations
@@ -60,23 +58,6 @@ def dual_tower_targets(
     temperature = float(1 / tower.scale().detach()) if temperature is None else float(temperature)
     top, items = scores.topk(min(top_k, scores.shape[1]), dim=1)
     return items, torch.softmax(top / temperature, dim=1)
-
-
-def blend_targets(
-    a: tuple[torch.Tensor, torch.Tensor],
-    b: tuple[torch.Tensor, torch.Tensor],
-    n_items: int,
-    top_k: int,
-    weight: float = 0.5,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1 - weight)·a + weight·b of two sparse item distributions ((P, K) items, probs each,
-    -1 = none) -> the top ``top_k`` of the mixture, renormalised."""
-    dense = torch.zeros(len(a[0]), n_items + 1, dtype=torch.float64)  # last column: "none"
-    for (items, probs), share in ((a, 1 - weight), (b, weight)):
-        slot = torch.where(items >= 0, items, n_items)
-        dense.scatter_add_(1, slot, share * probs.double() * (items >= 0))
-    top, idx = dense[:, :n_items].topk(min(top_k, n_items), dim=1)
-    return idx, (top / top.sum(1, keepdim=True).clamp(min=1e-300)).float()
 
 
 def target_summary(

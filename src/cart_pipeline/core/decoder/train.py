@@ -74,10 +74,6 @@ class TrainConfig:
     soft_target_weight: float = setting(0.5, ge=0, le=1)
     # mixed precision for accelerators: "bf16" or "fp16" (with a gradient scaler); None = float32
     autocast: str | None = setting(None, choices=(None, "bf16", "fp16"))
-    # GENIUS-style query augmentation (needs DecoderConfig.pooled_token): the pooled token of
-    # each training text becomes λ·pool(text) + (1-λ)·pool(its item's texts), λ ~ U(1-a, 1),
-    # so varied phrasings of an item lead to it; 0 = off. Search always pools the query alone.
-    target_interpolation: float = setting(0.0, ge=0, le=1)
     # Not parameters: set by the caller.
     seed: int = 0
     eval_every: int = 1  # epochs between validation runs
@@ -225,18 +221,8 @@ class TeacherForcing(nn.Module):
         super().__init__()
         self.model, self.states, self.device = model, states, device
 
-    def forward(
-        self,
-        text_idx: torch.Tensor,
-        targets: torch.Tensor,
-        passes: int,
-        pooled: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        if pooled is None:
-            mem = batch_memory(self.model, self.states, text_idx, self.device)
-        else:  # each pair its own pooled token: no memory is shared between rows
-            layers, mask = self.states.batch(text_idx, self.device)
-            mem = self.model.encode_memory(layers, mask, pooled.to(self.device))
+    def forward(self, text_idx: torch.Tensor, targets: torch.Tensor, passes: int) -> torch.Tensor:
+        mem = batch_memory(self.model, self.states, text_idx, self.device)
         return self.model.logits_for(mem, targets[:, None].expand(-1, passes, -1))
 
 
@@ -350,22 +336,6 @@ class Pairs:
         """(P,) tokens of each pair's text, for length bucketing."""
         return self.states.lengths()[self.text]
 
-    def pooled(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each text's token mean per layer (n_texts, S, H), and each item's: the mean over its
-        distinct training texts (N, S, H), for target interpolation."""
-        if getattr(self, "_pooled", None) is None:
-            lengths = self.states.lengths()
-            token_text = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
-            packed = self.states.packed.float()
-            text = torch.zeros(len(lengths), *packed.shape[1:]).index_add_(0, token_text, packed)
-            text /= lengths.clamp(min=1)[:, None, None]
-            distinct = torch.unique(torch.stack([self.items, self.text]), dim=1)  # (2, U)
-            count = torch.bincount(distinct[0], minlength=len(self.identifiers)).clamp(min=1)
-            item = torch.zeros(len(self.identifiers), *text.shape[1:])
-            item.index_add_(0, distinct[0], text[distinct[1]])
-            self._pooled = text, item / count[:, None, None].float()
-        return self._pooled
-
 
 def train_epoch(
     forward: nn.Module,
@@ -396,20 +366,15 @@ def train_epoch(
             candidates, probs = pairs.soft
             soft = prefix_soft_targets(pairs.identifiers, items, candidates[rows], probs[rows], V)
         ce_args = (targets, model.allowed, soft, config.soft_target_weight)
-        pooled = None
-        if config.target_interpolation > 0:  # λ·pool(text) + (1-λ)·pool(item), per pair
-            text_pooled, item_pooled = pairs.pooled()
-            lam = 1 - config.target_interpolation * torch.rand(len(rows), 1, 1)
-            pooled = lam * text_pooled[pairs.text[rows]] + (1 - lam) * item_pooled[items.cpu()]
         # The text memory has no dropout: built once for both R-Drop passes, which run as
         # 2 "beams" of the same target, each with its own dropout.
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             if omega > 0:
-                la, lb = forward(pairs.text[rows], targets, 2, pooled).float().unbind(1)
+                la, lb = forward(pairs.text[rows], targets, 2).float().unbind(1)
                 ce = 0.5 * (identifier_ce(la, *ce_args) + identifier_ce(lb, *ce_args))
                 kl = consistency_loss(la, lb, model.allowed)
             else:
-                logits = forward(pairs.text[rows], targets, 1, pooled)[:, 0].float()
+                logits = forward(pairs.text[rows], targets, 1)[:, 0].float()
                 ce = identifier_ce(logits, *ce_args)
                 kl = torch.zeros((), device=device)
             loss = ce + omega * kl
@@ -493,8 +458,6 @@ def train_decoder(
                 f"soft targets for {len(soft_targets[0])} pairs, {len(items)} pairs given"
             )
     pairs = Pairs(pair_text, items, states, identifiers.to(device), soft_targets)
-    if config.target_interpolation > 0 and not model.cfg.pooled_token:
-        raise ValueError("target_interpolation needs a decoder with pooled_token")
 
     steps_per_epoch = math.ceil(len(items) / config.batch_size)
     opt, sched = make_optimizer(model, config, steps_per_epoch * config.epochs)

@@ -9,11 +9,8 @@ frozen text encoder's space:
 generative retriever trained on those pairs must clear this: otherwise it has not learned more
 than the pairs say. τ is chosen on the validation queries (``fit_temperature``).
 
-The same scores serve two more uses: ``rescore`` ranks a few candidates per query (another
-system's beam) in O(candidates × texts per item), and ``teacher`` turns them into a
-distribution over items for every training text, leaving that text out of its own item
-(``exp(score/τ)`` normalised is Σ_t∈item exp(cos/τ) / Σ_all exp(cos/τ): the lookup's own
-soft vote as a probability).
+The same scores rank a few candidates per query (another system's beam): ``rescore``, in
+O(candidates × texts per item), reads only the candidates' texts.
 """
 
 from __future__ import annotations
@@ -115,48 +112,6 @@ class PairLookup:
             score = tau * torch.logsumexp(logits, dim=-1)  # (b, B)
             out.append(score.masked_fill(cand < 0, -torch.inf).numpy())
         return np.concatenate(out) if out else np.zeros((0, candidates.shape[1]))
-
-    @torch.inference_mode()
-    def teacher(
-        self,
-        text_embeddings: np.ndarray,
-        own_items: np.ndarray,
-        top_k: int,
-        temperature: float | None = None,
-        batch_size: int = 512,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The lookup's distribution over items for each training text, as soft targets:
-        (P, D) texts and (P,) their items -> (P, K) top items and probabilities (renormalised
-        over the K). Leave-one-out: a text is taken out of its own item's texts (with every
-        exact copy of it there), so the teacher says where the text would land if it had not
-        been seen, rather than repeating its label."""
-        tau = float(temperature or self.temperature)
-        texts = torch.from_numpy(self.text_embeddings)
-        items = torch.from_numpy(self.pair_items)
-        keys = _row_keys(np.concatenate([self.text_embeddings, text_embeddings]))
-        text_key, query_key = (
-            torch.from_numpy(keys[: len(texts)]),
-            torch.from_numpy(keys[len(texts) :]),
-        )
-        found_items, found_probs = [], []
-        for start in range(0, len(text_embeddings), batch_size):
-            q = torch.from_numpy(
-                np.ascontiguousarray(text_embeddings[start : start + batch_size], np.float32)
-            )
-            own = torch.as_tensor(own_items[start : start + batch_size], dtype=torch.long)
-            logits = (q @ texts.T).double() / tau  # (b, T)
-            itself = (items[None] == own[:, None]) & (
-                text_key[None] == query_key[start : start + batch_size, None]
-            )
-            logits = logits.masked_fill(itself, -torch.inf)
-            peak = logits.max(dim=1, keepdim=True).values.clamp(min=-1e30)
-            mass = torch.zeros(len(q), self.n_items, dtype=torch.float64).index_add_(
-                1, items, (logits - peak).exp()
-            )  # (b, N) Σ_t∈item exp(cos/τ), scaled
-            top, idx = mass.topk(min(top_k, self.n_items), dim=1)
-            found_items.append(idx)
-            found_probs.append((top / top.sum(1, keepdim=True).clamp(min=1e-300)).float())
-        return torch.cat(found_items), torch.cat(found_probs)
 
     def search(self, query_embeddings: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """(Q, K') indices and scores, ties at the cut-off kept (see ``top_k_with_ties``)."""

@@ -19,12 +19,11 @@ from cart_pipeline.core.decoder import (
     decoder_to_checkpoint,
     train_decoder,
 )
-from cart_pipeline.core.decoder.targets import blend_targets, dual_tower_targets, target_summary
+from cart_pipeline.core.decoder.targets import dual_tower_targets, target_summary
 from cart_pipeline.core.device import stage_device
 from cart_pipeline.core.pairs import index_pairs, text_features_of
 from cart_pipeline.core.quantize.ids import Vocabulary
 from cart_pipeline.core.retrieval.dual_tower import dual_tower_from_checkpoint
-from cart_pipeline.core.retrieval.pair_lookup import lookup_from_training_pairs
 from cart_pipeline.core.seeding import seed_everything
 from cart_pipeline.core.tables import column_to_matrix, int_lists_to_matrix
 from cart_pipeline.pipelines.encoders import load_encoder
@@ -44,7 +43,6 @@ def train_cart_decoder(
     candidate_features: pd.DataFrame,
     params: dict[str, Any],
     text_encoder_spec: dict[str, Any],
-    lookup_temperatures: list[float],
     modality: str,
     seed: int,
     device: str,
@@ -55,8 +53,7 @@ def train_cart_decoder(
     item_ids = semantic_ids.item_id.to_numpy()
     identifiers = torch.from_numpy(int_lists_to_matrix(semantic_ids.tokens))  # (N, L)
     vocabulary = Vocabulary.from_dict(id_statistics["vocabulary"])
-    training_pairs = pairs
-    pairs, rows = index_pairs(training_pairs, item_ids)
+    pairs, rows = index_pairs(pairs, item_ids)
     train, val = ~pairs.is_validation.to_numpy(), pairs.is_validation.to_numpy()
 
     encoder = load_encoder(text_encoder_spec)
@@ -76,13 +73,10 @@ def train_cart_decoder(
         soft = soft_item_targets(
             params["soft_targets"],
             train_pairs,
-            rows[train],
             item_ids,
             dual_tower,
-            training_pairs,
             (query_features, pseudo_query_features),
             candidate_features,
-            lookup_temperatures,
         )
         summary = target_summary(*soft, torch.as_tensor(rows[train]))
         logger.info(
@@ -172,23 +166,13 @@ def train_cart_decoder(
 def soft_item_targets(
     spec: dict[str, Any],
     pairs: pd.DataFrame,
-    rows: np.ndarray,
     item_ids: np.ndarray,
     dual_tower: dict,
-    training_pairs: pd.DataFrame,
-    text_feature_tables: tuple[pd.DataFrame, pd.DataFrame],
+    text_feature_tables: tuple[pd.DataFrame, ...],
     candidate_features: pd.DataFrame,
-    lookup_temperatures: list[float],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(P, K) candidate items and probabilities per training pair (``pairs``, their items
-    ``rows`` in identifier order), from the teacher ``spec["source"]`` names:
-    ``dual_tower`` (its top-k cosines), ``pair_lookup`` (the lookup's soft vote, each text left
-    out of its own item; temperature chosen on validation) or ``blend`` (the two, half each).
-    See core/decoder/targets.py."""
-    text = text_features_of(pairs.query_id, *text_feature_tables)
-    top_k, source = int(spec["top_k"]), spec["source"]
-    found = {}
-    if source in ("dual_tower", "blend"):
+    """(P, K) candidate items and probabilities per training pair (see core/decoder/targets.py)."""
+    if spec["source"] == "dual_tower":
         if sorted(dual_tower["extra"]["item_ids"]) != sorted(item_ids.tolist()):
             raise ValueError(
                 "the dual tower and the identifiers index different items; rerun the dual_tower stage"
@@ -196,18 +180,12 @@ def soft_item_targets(
         features = column_to_matrix(
             candidate_features.set_index("item_id").embedding.loc[item_ids]
         )  # identifier order
-        found["dual_tower"] = dual_tower_targets(
-            dual_tower_from_checkpoint(dual_tower), text, features, top_k, spec["temperature"]
+        text = text_features_of(pairs.query_id, *text_feature_tables)
+        return dual_tower_targets(
+            dual_tower_from_checkpoint(dual_tower),
+            text,
+            features,
+            int(spec["top_k"]),
+            spec["temperature"],
         )
-    if source in ("pair_lookup", "blend"):
-        lookup, validation = lookup_from_training_pairs(
-            training_pairs, item_ids, *text_feature_tables
-        )
-        lookup.fit_temperature(*validation, tuple(lookup_temperatures))
-        found["pair_lookup"] = lookup.teacher(text, rows, top_k, spec["temperature"])
-        logger.info(
-            "pair-lookup teacher: temperature %.3g (chosen on validation)", lookup.temperature
-        )
-    if source == "blend":
-        return blend_targets(found["dual_tower"], found["pair_lookup"], len(item_ids), top_k)
-    return found[source]
+    raise ValueError(f"unknown soft_targets.source {spec['source']!r}; known: dual_tower")

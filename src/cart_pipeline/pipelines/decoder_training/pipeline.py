@@ -20,7 +20,6 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "candidate_features",
                     "params:decoder_training",
                     "params:feature_extraction.text_encoder",
-                    "params:evaluation.pair_lookup.temperatures",
                     "params:modality",
                     "params:seed",
                     "params:device",
@@ -33,9 +32,5 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
     return per_modality(
         template,
         modalities,
-        shared_parameters=[
-            "decoder_training",
-            "feature_extraction.text_encoder",
-            "evaluation.pair_lookup.temperatures",
-        ],
+        shared_parameters=["decoder_training", "feature_extraction.text_encoder"],
     )
