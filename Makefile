@@ -66,7 +66,7 @@ ablations: install
 
 ## Headline numbers: the pipeline once per seed and collection, then mean ± sd.
 seeds: install
-	$(BIN)/python -m experiments.seeds
+	$(BIN)/python -m experiments.seeds --envs local emoji
 
 benchmark: install
 	$(BIN)/python -m benchmarks.efficiency

@@ -2,6 +2,7 @@
 (collection, seed), then a summary.
 
     make seeds                                   # = python -m experiments.seeds --envs local emoji
+    python -m experiments.seeds --envs local emoji --resume   # only the seeds not saved yet
     python -m experiments.seeds --seeds 1 2 3 --params decoder_training.epochs=5
     python -m experiments.seeds --envs local emoji --report-only   # summarise the saved runs
 
@@ -37,6 +38,7 @@ from experiments.runs import (
     latest_by,
     markdown_table,
     merge,
+    saved_metrics,
     stages,
 )
 
@@ -124,27 +126,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="summarise the saved runs without training"
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="skip the seeds whose runs are saved already"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     project = args.project.resolve()
     extra = merge(*(dotted(p) for p in args.params))
 
+    def seed_run(metrics: dict) -> int | None:
+        config = metrics["config"]
+        return (
+            config["seed"] if config.get("run_label") == f"{args.label}-{config['seed']}" else None
+        )
+
     frames = []
     for env in args.envs:
         if not args.report_only:
-            if not data_dir(project, env).joinpath("04_feature").is_dir():
+            saved = {seed_run(m) for m in saved_metrics(project, env)} if args.resume else set()
+            todo = [seed for seed in args.seeds if seed not in saved]
+            if todo and not data_dir(project, env).joinpath("04_feature").is_dir():
                 kedro_run(project, stages("ingest", "feature_extraction"), extra, env)
-            for seed in args.seeds:
+            for seed in todo:
                 run = {"seed": seed, "run_label": f"{args.label}-{seed}"}
                 kedro_run(project, stages("captioning"), merge(extra, run), env)
-
-        def seed_run(metrics: dict) -> int | None:
-            config = metrics["config"]
-            return (
-                config["seed"]
-                if config.get("run_label") == f"{args.label}-{config['seed']}"
-                else None
-            )
 
         results = latest_by(project, args.seeds, seed_run, env)
         collection = next(iter(results.values()))["config"].get("collection", env)

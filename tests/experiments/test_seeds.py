@@ -93,3 +93,30 @@ def test_report_only_summarises_the_newest_run_of_each_seed(tmp_path):
         i for i in range(len(cells.cells)) if cells.cells[i : i + 2] == ["tuxpaint · image", "cart"]
     )
     assert cells.cells[row + 2 : row + 6] == ["10.0", "30.0", "40.0", "60.0"]
+
+
+def test_resume_runs_only_the_seeds_without_saved_metrics(tmp_path, monkeypatch):
+    shutil.copytree(PROJECT_ROOT / "conf" / "base", tmp_path / "conf" / "base")
+    (tmp_path / "conf" / "local").mkdir()
+    for seed in (1, 2):
+        saved_run(tmp_path, f"2026-01-0{seed}T00.00.00.000Z", seed, f"seed-{seed}",
+                  {"cart": 0.1 * seed}, 0.2)  # fmt: skip
+    calls = []
+
+    def kedro_run(project, stages, params, env):  # stands in for a training run: saves seed 3
+        calls.append((stages.split(",")[0], params.get("seed")))
+        if "seed" in params:
+            saved_run(project, "2026-01-03T00.00.00.000Z", params["seed"],
+                      params["run_label"], {"cart": 0.3}, 0.2)  # fmt: skip
+
+    monkeypatch.setattr(seeds, "kedro_run", kedro_run)
+    argv = ["--resume", "--project", str(tmp_path), "--seeds", "1", "2", "3"]
+    assert seeds.main(argv) == 0
+    assert calls == [("ingest", None), ("captioning", 3)]
+    calls.clear()
+    assert seeds.main(argv) == 0 and calls == []  # all saved: nothing runs, the summary is made
+    summary = pd.read_csv(tmp_path / "data/08_reporting/seeds/summary.csv")
+    assert (
+        summary.set_index(["modality", "system", "metric"]).loc[("image", "cart", "R@1"), "n_seeds"]
+        == 3
+    )
