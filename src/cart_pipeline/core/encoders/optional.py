@@ -75,6 +75,13 @@ def _pooled(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+@torch.inference_mode()
+def _clip_text_embeddings(model, tokenizer, texts: list[str], device: str) -> np.ndarray:
+    """Texts -> (B, D) unit-norm embeddings in an OpenCLIP model's joint space, float32."""
+    feats = model.encode_text(tokenizer(texts).to(device))  # (B, D)
+    return F.normalize(feats.float(), dim=-1).cpu().numpy()
+
+
 class OpenClipEncoder:
     """OpenCLIP model from a local checkpoint: images and texts -> one shared unit-norm space."""
 
@@ -105,10 +112,8 @@ class OpenClipEncoder:
         feats = self.model.encode_image(torch.stack(items).to(self.device))  # (B, D)
         return F.normalize(feats.float(), dim=-1).cpu().numpy()
 
-    @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> np.ndarray:
-        feats = self.model.encode_text(self.tokenizer(list(texts)).to(self.device))  # (B, D)
-        return F.normalize(feats.float(), dim=-1).cpu().numpy()
+        return _clip_text_embeddings(self.model, self.tokenizer, list(texts), self.device)
 
 
 class OpenClipTextEncoder:
@@ -167,17 +172,15 @@ class OpenClipTextEncoder:
         _, blocks = model.transformer.forward_intermediates(x, attn_mask=attn)
         return torch.stack([x, *blocks], dim=1).float(), mask  # (B, S, T, W), (B, T)
 
-    @torch.inference_mode()
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """Texts -> (N, dim) unit-norm CLIP text embeddings, float32."""
         texts = list(texts)
         chunks = [
-            F.normalize(
-                self.model.encode_text(self.tokenizer(texts[i : i + self.batch_size]).to(self.device)).float(),
-                dim=-1,
-            ).cpu().numpy()
+            _clip_text_embeddings(
+                self.model, self.tokenizer, texts[i : i + self.batch_size], self.device
+            )
             for i in range(0, len(texts), self.batch_size)
-        ]  # fmt: skip
+        ]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
 
 
