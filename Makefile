@@ -39,10 +39,9 @@ run-emoji: install
 resume: install
 	$(BIN)/kedro resume
 
-## The test suite (lint, unit, pipeline slices, end-to-end `kedro run`s, `kedro viz build`),
-## on both cores: each test module on one worker, each e2e module with its own project copy.
+## The test suite (lint, unit, pipeline slices, end-to-end `kedro run`s, `kedro viz build`).
 test: install lint
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest
 
 ## The fast tier: core and pipeline units, no subprocess (`slow` marks the rest).
 test-fast: install
