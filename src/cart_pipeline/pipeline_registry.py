@@ -5,6 +5,7 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline
 
 from cart_pipeline.pipelines import (
+    add_items,
     captioning,
     coarse_clustering,
     decoder_training,
@@ -40,4 +41,6 @@ def register_pipelines() -> dict[str, Pipeline]:
         name: stage.create_pipeline(modalities=modalities) for name, stage in STAGES.items()
     }
     pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    # an update of a published index, not a stage of the build
+    pipelines["add_items"] = add_items.create_pipeline(modalities=modalities)
     return pipelines

@@ -131,9 +131,10 @@ def _saved_search_indexes(
         except Exception as error:  # the catalog path reports it, naming the file
             logger.debug("search index %s unreadable: %s", saved[-1], error)
             return None
-        # ... unless an evaluation-only run measured an older decoder: the catalog path then
+        # ... unless an evaluation-only run measured an older decoder: the catalog path then.
+        # A grown index (add_items) is the version of the run that grew it.
         if bundle.get("format") != SEARCH_INDEX_FORMAT or (
-            version and bundle.get("decoder_version") != version
+            version and bundle.get("decoder_version") != version and not bundle.get("additions")
         ):
             return None
         bundles.append(bundle)
@@ -193,6 +194,7 @@ class Retriever:
     ):
         self.indexes = indexes  # modality -> CartIndex
         self.versions = {m: index.version for m, index in indexes.items()}  # -> decoder version
+        self.items_added: dict[str, int] = {}  # modality -> items add_items put in its index
         # modality -> {system: what its search index holds for it}, built on first use (a
         # CART-only search never imports what the baselines need)
         self.baselines = baselines or {}
@@ -237,7 +239,11 @@ class Retriever:
             table = bundle["items"]
             shown = zip(table["description"], table["media_path"], strict=True)
             items.update(zip(table["item_id"], shown, strict=True))
-        return cls(indexes, items, time.perf_counter() - started, baselines, beam_sizes=beams)
+        retriever = cls(indexes, items, time.perf_counter() - started, baselines, beam_sizes=beams)
+        retriever.items_added = {
+            b["modality"]: sum(a["items"] for a in b.get("additions", [])) for b in bundles
+        }
+        return retriever
 
     @classmethod
     def load(

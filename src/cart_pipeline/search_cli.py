@@ -180,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {row.rank:>3}  {row.modality:<6} {row.score:9.3f}  {row.item_id:<45} {row.description}  [{row.media_path}]"
             )  # noqa: T201
     if args.verbose:
-        served = ", ".join(f"{m} {v}" for m, v in retriever.versions.items())
+        added = retriever.items_added
+        served = ", ".join(
+            f"{m} {v}" + (f" (+{added[m]} items added)" if added.get(m) else "")
+            for m, v in retriever.versions.items()
+        )
         print(f"decoder versions: {served}", file=sys.stderr)  # noqa: T201
         print(
             f"loaded in {retriever.load_seconds:.2f} s; {len(queries)} queries in {seconds:.3f} s ({1000 * seconds / len(queries):.1f} ms/query)",

@@ -28,6 +28,7 @@ from cart_pipeline.core.quantize import (
     identifiers_for_variant,
     l2_normalize,
 )
+from cart_pipeline.core.quantize.ids import semantic_ids_from_tokens
 from cart_pipeline.core.quantize.rqvae import (
     EMACodebook,
     RQVAEConfig,
@@ -521,3 +522,12 @@ def test_adding_an_existing_id_or_codes_of_another_shape_is_refused():
         extend_identifiers(frame, vocab, ["c"], np.array([0]), np.array([[1, 1]]))
     with pytest.raises(ValueError, match="outside its position's range"):
         extend_identifiers(frame, vocab, ["c"], np.array([5]), np.array([[1]]))
+
+
+def test_a_semantic_ids_table_comes_back_from_its_token_ids(corpus):
+    ids, x = corpus
+    _, _, frame, vocab = _index_of(ids, x)
+    tokens = int_lists_to_matrix(frame.tokens).reshape(len(frame), -1)
+    order = np.random.default_rng(1).permutation(len(frame))  # any row order
+    again = semantic_ids_from_tokens(frame.item_id.to_numpy()[order], tokens[order], vocab)
+    assert again.astype(str).equals(frame[SEMANTIC_ID_COLUMNS].astype(str))

@@ -10,6 +10,11 @@ every system of metrics.json can answer from the one file: the dual tower (its c
 and the items' features), the pair lookup (its training texts' vectors and the temperature
 it chose on validation) and, with a text-aligned media encoder, the zero-shot search (the
 encoder's spec and the items' embeddings; the encoder loads from its local weights).
+
+It also carries what growing the index needs (`kedro run --pipeline add_items`,
+``core/add_items.py``): each item's split, the training pairs' texts (validation queries
+flagged; no test query is ever one) and the frozen quantisers (the K-Means centroids and the
+RQ-VAE) that coded the identifiers. A grown index lists its ``additions``.
 """
 
 from __future__ import annotations
@@ -32,10 +37,13 @@ def make_search_index(
     device: str,
     metrics: dict[str, float] | None = None,
     baselines: dict | None = None,
+    training_pairs: pd.DataFrame | None = None,
+    quantisers: dict | None = None,
 ) -> dict:
-    """The decoder checkpoint and its save version, the item table (id, media path, the first
-    human description), the query encoder's spec, the evaluated beam size, the project's
-    ``device``, the CART metrics measured on this decoder and the baselines (``baseline_bundle``)."""
+    """The decoder checkpoint and its save version, the item table (id, media path, split, the
+    first human description), the query encoder's spec, the evaluated beam size, the project's
+    ``device``, the CART metrics measured on this decoder, the baselines (``baseline_bundle``),
+    and, for `add_items`, the training pairs and the quantisers (``quantiser_bundle``)."""
     from cart_pipeline.core.pairs import item_descriptions
 
     descriptions = candidates.item_id.map(item_descriptions(queries)).fillna("")
@@ -48,12 +56,42 @@ def make_search_index(
             "item_id": candidates.item_id.astype(str).tolist(),
             "media_path": candidates.media_path.astype(str).tolist(),
             "description": descriptions.astype(str).tolist(),
+            "split": candidates.split.astype(str).tolist(),
         },
         "text_encoder": dict(text_encoder_spec),
         "beam_size": int(beam_size),
         "device": str(device),
         "metrics": {name: float(value) for name, value in (metrics or {}).items()},
         "baselines": baselines or {},
+        "training_pairs": None if training_pairs is None else pairs_to_lists(training_pairs),
+        "quantisers": quantisers,
+        "additions": [],
+    }
+
+
+PAIR_FIELDS = ("query_id", "text", "item_id", "source", "is_validation")
+
+
+def pairs_to_lists(pairs: pd.DataFrame) -> dict[str, list]:
+    """A training-pairs table as plain lists (what a weights-only file may hold)."""
+    return {
+        name: pairs[name].astype(bool if name == "is_validation" else str).tolist()
+        for name in PAIR_FIELDS
+    }
+
+
+def quantiser_bundle(kmeans_centroids: pd.DataFrame, rqvae_model: dict) -> dict:
+    """The fitted K-Means centroids (K, D) and the RQ-VAE checkpoint that coded an index's
+    identifiers, as `add_items` codes new items with them (``core.quantize.ids.frozen_codes``)."""
+    import torch
+
+    from cart_pipeline.core.tables import column_to_matrix
+
+    centroids = column_to_matrix(kmeans_centroids.sort_values("cluster").embedding)
+    return {
+        "variant": rqvae_model["variant"],
+        "centroids": torch.from_numpy(centroids),
+        "rqvae": rqvae_model["rqvae"],
     }
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from cart_pipeline.core.add_items import DECODER_UPDATES, Finetune
 from cart_pipeline.core.config import ConfigError, check_value, setting, settings_of
 from cart_pipeline.core.decoder import DecoderConfig, TrainConfig
 from cart_pipeline.core.errors import InputError
@@ -127,6 +128,12 @@ class PairLookupParams:
 
 
 @dataclass(frozen=True)
+class AddItems:
+    manifest: str = setting()
+    decoder: str = setting(choices=DECODER_UPDATES)
+
+
+@dataclass(frozen=True)
 class Group:
     """A parameter group: the configs whose settings are its keys, its nested groups, and
     whether it may hold `by_modality` overrides and a `device` of its own."""
@@ -182,6 +189,7 @@ GROUPS: dict[str, Group] = {
         device=True,
         rules=(_beam_holds_top_k,),
     ),
+    "add_items": Group((AddItems,), nested={"finetune": Group((Finetune,))}),
 }
 
 

@@ -27,11 +27,11 @@ def decoder_from_checkpoint(
 
 
 def extend_decoder_checkpoint(
-    checkpoint: dict, vocabulary: dict, identifiers: list[list[int]], item_ids: list[str]
+    checkpoint: dict, vocabulary: dict, identifiers, item_ids: list[str]
 ) -> dict:
     """A trained decoder's checkpoint over a grown index: the vocabulary of
     ``extend_identifiers`` (only the last position's range may grow, at the end) and the
-    identifiers and item ids of every item, old and new, with no retraining.
+    identifiers (N, L) and item ids of every item, old and new, with no retraining.
 
     Every existing token keeps its embedding, so old identifiers score as before up to the
     last position's softmax, which now also spreads over the new unique tokens. A new token
@@ -52,6 +52,7 @@ def extend_decoder_checkpoint(
     weight = torch.cat([weight, unique_rows.mean(0, keepdim=True).expand(grown, -1)])  # (V', d)
     state_dict = {**state_dict, "tok_emb.weight": weight, "head.weight": weight}  # tied
     config = {**config, "vocab_size": len(weight), "position_ranges": [list(r) for r in ranges]}
+    identifiers = torch.as_tensor(identifiers, dtype=torch.long)  # (N, L); weights-only safe
     extra = {**extra, "vocabulary": dict(vocabulary), "identifiers": identifiers,
              "item_ids": list(item_ids)}  # fmt: skip
     return {**checkpoint, "config": config, "state_dict": state_dict, "extra": extra}

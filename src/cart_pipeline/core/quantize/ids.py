@@ -326,6 +326,20 @@ def identifiers_for_variant(
     return build_identifiers(item_ids, coarse, fine, coarse_size=coarse_size, fine_sizes=fine_size)
 
 
+def semantic_ids_from_tokens(item_ids: Sequence[str], tokens, vocab: Vocabulary) -> pd.DataFrame:
+    """The ``semantic_ids`` table of identifiers given as (N, L) token ids (e.g. a decoder
+    checkpoint's), rows sorted by item_id: the inverse of the table's ``tokens`` column."""
+    ids, order = _sorted_ids(item_ids)
+    tokens = np.asarray(tokens, dtype=np.int64).reshape(len(ids), -1)[order]  # (N, L)
+    codes = vocab.from_tokens(tokens)  # (N, L): coarse, fine…, unique
+    frame = pd.DataFrame({"item_id": ids, "coarse": codes[:, 0]})
+    frame["fine"] = int_lists_column(codes[:, 1:-1], index=frame.index)
+    frame["unique"] = codes[:, -1]
+    frame["tokens"] = int_lists_column(tokens, index=frame.index)
+    frame["id_str"] = _id_strings(codes[:, 0], codes[:, 1:-1], codes[:, -1])
+    return frame
+
+
 def extend_identifiers(
     semantic_ids: pd.DataFrame,
     vocab: Vocabulary,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from cart_pipeline.core.search_index import baseline_bundle, make_search_index
+from cart_pipeline.core.search_index import baseline_bundle, make_search_index, quantiser_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ def package_search_index(
     training_pairs: pd.DataFrame,
     query_features: pd.DataFrame,
     pseudo_query_features: pd.DataFrame,
+    kmeans_centroids: pd.DataFrame,
+    rqvae_model: dict,
     feature_params: dict[str, Any],
     text_encoder_spec: dict[str, Any],
     params: dict[str, Any],
@@ -41,7 +43,7 @@ def package_search_index(
     modality: str,
 ) -> dict:
     """The evaluated index as one file, every measured system in it: what `cart-search`,
-    the search page and the served model load."""
+    the search page and the served model load, and what `add_items` grows."""
     systems = evaluation_metrics["systems"]
     cart = systems["cart"]["metrics"]
     lookup = systems.get("pair_lookup", {}).get("metrics", {})
@@ -64,6 +66,8 @@ def package_search_index(
         device,
         {metric: cart[metric] for metric in ("R@1", "R@5", "R@10", "MRR@10")},
         baselines,
+        training_pairs,
+        quantiser_bundle(kmeans_centroids, rqvae_model),
     )
 
 
@@ -124,6 +128,8 @@ def register_served_model(
     client.set_model_version_tag(
         name, version, "decoder_version", str(search_index["decoder_version"])
     )
+    added = sum(a["items"] for a in search_index.get("additions", []))
+    client.set_model_version_tag(name, version, "items_added", str(added))  # by add_items
     logger.info("%s: registered as version %s (%s)", name, version, info.model_uri)
     return {"registered": True, "name": name, "version": version, "model_uri": info.model_uri,
             "run_id": info.run_id}  # fmt: skip

@@ -20,6 +20,8 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                     "training_pairs",
                     "query_features",
                     "pseudo_query_features",
+                    "kmeans_centroids",
+                    "rqvae_model",
                     "params:feature_extraction",
                     "params:feature_extraction.text_encoder",
                     "params:evaluation",
