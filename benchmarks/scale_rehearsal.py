@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cart_pipeline.runs import markdown_table
+from experiments.runs import markdown_table
 
 PROJECT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = PROJECT / "data" / "01_raw" / "tuxpaint"

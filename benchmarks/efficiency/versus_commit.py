@@ -37,7 +37,7 @@ import pandas as pd
 from benchmarks.efficiency import systems
 from benchmarks.efficiency.harness import ROOT, LoadMeter, code_version
 from cart_pipeline.core.tables import int_lists_to_matrix
-from cart_pipeline.runs import markdown_table
+from experiments.runs import markdown_table
 
 log = logging.getLogger("benchmarks.efficiency")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
