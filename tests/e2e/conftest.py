@@ -9,10 +9,12 @@ to it and the modules pass in any order.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +52,38 @@ def run(
     env = {**(env or os.environ), "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}  # fmt: skip
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+ENV = {**os.environ, "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+JOURNAL = Path("data/09_tracking/runs")  # each run's journal (hooks.RunJournalHook)
+
+
+def start(project: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [KEDRO, *args],
+        cwd=project,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def kill_at_node(project: Path, process: subprocess.Popen, node: str) -> dict:
+    """SIGKILL the run while `node` runs (read from its journal); return the journal entry."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        entries = [json.loads(p.read_text()) for p in sorted((project / JOURNAL).glob("*.json"))]
+        if entries and entries[-1]["pid"] == process.pid and entries[-1]["running"] == node:
+            process.kill()
+            process.wait(timeout=60)
+            return json.loads((project / JOURNAL / f"{entries[-1]['session_id']}.json").read_text())
+        assert process.poll() is None, (
+            f"the run ended before {node}: {process.stderr.read()[-2000:]}"
+        )
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"{node} never started")
 
 
 def make_slice(root: Path, n_images: int = 36, n_audio: int = 18, n_videos: int = 16) -> Path:

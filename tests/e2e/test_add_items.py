@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import DEFAULT_DATASET
-from tests.e2e.conftest import KEDRO, copy_project, make_slice, run
+from tests.e2e.conftest import KEDRO, copy_project, kill_at_node, make_slice, run, start
 
 pytestmark = pytest.mark.slow  # real `kedro run`s
 
@@ -23,6 +23,9 @@ CART_SEARCH = str(Path(sys.executable).parent / "cart-search")
 # build on (the suite's FAST_PARAMS decoder is too small to tell items apart)
 BUILD = ("modalities=[image],decoder_training.epochs=10,rqvae_quantization.epochs=5,"
          "dual_tower.epochs=3,evaluation.report_examples=4")  # fmt: skip
+
+
+ADD = ["run", "--pipeline", "add_items", "--params", "modalities=[image]"]
 
 
 def search_indexes(project: Path) -> list[Path]:
@@ -53,8 +56,8 @@ def grown(tmp_path_factory):
     built = run([KEDRO, "run", "--params", BUILD], cwd=project)
     assert built.returncode == 0, built.stderr[-3000:]
     before = search_indexes(project)
-    added = run([KEDRO, "run", "--pipeline", "add_items", "--params", "modalities=[image]"],
-                cwd=project)  # fmt: skip
+    shutil.copytree(project, root / "interrupted", symlinks=True)  # for the resume test
+    added = run([KEDRO, *ADD], cwd=project)
     assert added.returncode == 0, added.stderr[-3000:]
     return project, new, before, dataset
 
@@ -129,3 +132,25 @@ def test_an_indexed_id_and_a_corrupt_file_are_rejected_rows_and_the_rest_is_adde
     grown_ids, previous_ids = identifiers(load(after[-1])), identifiers(load(before[-1]))
     assert set(grown_ids) == set(previous_ids) | set(fresh.item_id)
     assert {item: grown_ids[item] for item in previous_ids} == previous_ids
+
+
+def test_an_interrupted_add_items_resumes_to_the_uninterrupted_index(grown):
+    project, _, before, _ = grown
+    interrupted = project.parent / "interrupted"
+    killed = kill_at_node(interrupted, start(interrupted, *ADD), "image.add_to_index")
+    assert "image.caption_new_items" in killed["done"]
+    # nothing of the published index changed: its one version is still the only one
+    assert [p.parent.name for p in search_indexes(interrupted)] == [before[0].parent.name]
+
+    resumed = run([KEDRO, "resume"], cwd=interrupted)
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = load(search_indexes(interrupted)[-1])
+    uninterrupted = load(search_indexes(project)[1])  # the fixture's own add_items run
+    assert identifiers(after) == identifiers(uninterrupted)
+    for name, weights in uninterrupted["decoder"]["state_dict"].items():
+        assert torch.equal(after["decoder"]["state_dict"][name], weights), name
+    assert after["items"] == uninterrupted["items"]
+    assert after["training_pairs"] == uninterrupted["training_pairs"]
+    lookup, again = after["baselines"]["pair_lookup"], uninterrupted["baselines"]["pair_lookup"]
+    assert torch.equal(lookup["text_embeddings"], again["text_embeddings"])

@@ -35,6 +35,7 @@ from cart_pipeline.core.seeding import seed_everything
 from cart_pipeline.core.tables import column_to_matrix, int_lists_to_matrix
 from cart_pipeline.pipelines.encoders import load_encoder
 from cart_pipeline.pipelines.feature_extraction.encode import encode_candidates
+from cart_pipeline.pipelines.feature_extraction.nodes import extract_query_features
 from cart_pipeline.pipelines.modalities import for_modality
 from cart_pipeline.pipelines.tracking import log_metrics
 
@@ -96,10 +97,9 @@ def extract_new_features(
         len(valid_manifest) + len(manifest_rejects), rejects,
         float(ingest_params["max_rejected_share"]),
     )  # fmt: skip
-    if candidates.empty:
-        return pd.DataFrame({"item_id": [], "embedding": []}), pd.DataFrame(
-            columns=["item_id", "reason"]
-        )
+    if candidates.empty:  # nothing new for this modality
+        no_rows = pd.DataFrame({"item_id": pd.Series([], dtype=str), "embedding": []})
+        return no_rows, pd.DataFrame(columns=["item_id", "reason"])
     return encode_candidates(candidates, params, modality, dataset_root, device)
 
 
@@ -177,6 +177,15 @@ def caption_new_items(
         "%s: %d pseudo-queries for %d of %d new items", modality, len(pseudo), covered, len(new)
     )
     return pseudo, report
+
+
+def encode_new_pairs(
+    training_pairs: pd.DataFrame, params: dict[str, Any], device: str
+) -> pd.DataFrame:
+    """The new pairs' text embeddings (the pair lookup's new rows), as the build encodes them."""
+    if training_pairs.empty:  # nothing new for this modality
+        return pd.DataFrame({"query_id": pd.Series([], dtype=str), "embedding": []})
+    return extract_query_features(training_pairs, params, device)
 
 
 def add_to_index(

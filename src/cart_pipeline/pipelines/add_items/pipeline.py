@@ -7,12 +7,17 @@ so the previous index stays loadable and nothing of it changes until the new one
 from kedro.pipeline import Pipeline, node
 
 from cart_pipeline.pipelines.captioning.nodes import build_training_pairs
-from cart_pipeline.pipelines.feature_extraction.nodes import extract_query_features
 from cart_pipeline.pipelines.ingest.nodes import validate
 from cart_pipeline.pipelines.modalities import per_modality
 from cart_pipeline.pipelines.serving.nodes import register_served_model
 
-from .nodes import add_to_index, caption_new_items, extract_new_features, select_new_items
+from .nodes import (
+    add_to_index,
+    caption_new_items,
+    encode_new_pairs,
+    extract_new_features,
+    select_new_items,
+)
 
 
 def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
@@ -79,7 +84,7 @@ def create_pipeline(modalities=("image", "audio"), **kwargs) -> Pipeline:
                 name="build_new_training_pairs",
             ),
             node(
-                extract_query_features,
+                encode_new_pairs,
                 inputs=["new_training_pairs", "params:feature_extraction", "params:device"],
                 outputs="new_pair_features",
                 name="encode_new_training_pairs",
