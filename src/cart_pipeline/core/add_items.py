@@ -152,8 +152,8 @@ def finetune_decoder(
     """The grown decoder (``checkpoint``: from ``extend_decoder_checkpoint``) fine-tuned on the
     new items' training pairs plus a replay sample of the old ones, for ``config.epochs``
     (the last epoch is kept: the index's validation queries are all of old items, so selecting
-    on them would favour the epoch that learned the new items least; the schedule is chosen in
-    ``benchmarks/add_items.py``). ``train_config``: the index's TrainConfig, whose schedule
+    on them would favour the epoch that learned the new items least; the schedule itself was
+    chosen on them, docs/experiments.md). ``train_config``: the index's TrainConfig, whose schedule
     and batch this replaces; ``device``: where to train. -> (checkpoint, history)."""
     import torch
 
