@@ -23,7 +23,7 @@ from cart_pipeline.core.add_items import (
     indexed_items,
     indexed_pairs,
 )
-from cart_pipeline.core.captioners import CaptionContext, get_captioner
+from cart_pipeline.core.captioners import CaptionContext
 from cart_pipeline.core.captioners.pseudo_queries import pseudo_queries
 from cart_pipeline.core.config import from_params
 from cart_pipeline.core.decoder import TrainConfig
@@ -33,6 +33,7 @@ from cart_pipeline.core.manifest import REJECT_COLUMNS, build_tables, check_reje
 from cart_pipeline.core.pairs import item_descriptions, text_features_of
 from cart_pipeline.core.seeding import seed_everything
 from cart_pipeline.core.tables import column_to_matrix, int_lists_to_matrix
+from cart_pipeline.pipelines.captioning.nodes import configured_captioners
 from cart_pipeline.pipelines.encoders import load_encoder
 from cart_pipeline.pipelines.feature_extraction.encode import encode_candidates
 from cart_pipeline.pipelines.feature_extraction.nodes import extract_query_features
@@ -153,13 +154,12 @@ def caption_new_items(
         dataset_root=Path(dataset_root), text_encoder=load_encoder(text_encoder_spec),
         seed=int(seed), **classes,
     )  # fmt: skip
-    captioners = []
-    for spec in params["captioners"][modality]:
-        spec = dict(spec)
-        name = spec.pop("name")
-        captioners.append((name, get_captioner(name), int(spec.pop("n")), spec))
     pseudo, report = pseudo_queries(
-        context, captioners, queries, params["heldout_query_matches"], int(params["spare_captions"])
+        context,
+        configured_captioners(params, modality),
+        queries,
+        params["heldout_query_matches"],
+        int(params["spare_captions"]),
     )
     pseudo = pseudo[pseudo.item_id.isin(new.item_id)].reset_index(drop=True)
     covered = pseudo.item_id.nunique()

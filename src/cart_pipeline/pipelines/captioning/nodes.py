@@ -18,6 +18,17 @@ from cart_pipeline.pipelines.encoders import load_encoder
 logger = logging.getLogger(__name__)
 
 
+def configured_captioners(params: dict[str, Any], modality: str) -> list[tuple]:
+    """(name, captioner, n, kwargs) of each captioner ``captioning.captioners`` lists for
+    ``modality``, in its order (best first)."""
+    captioners = []
+    for spec in params["captioners"][modality]:
+        spec = dict(spec)
+        name = spec.pop("name")
+        captioners.append((name, get_captioner(name), int(spec.pop("n")), spec))
+    return captioners
+
+
 def generate_pseudo_queries(
     candidates: pd.DataFrame,
     queries: pd.DataFrame,
@@ -43,13 +54,12 @@ def generate_pseudo_queries(
         seed=int(seed),
     )
 
-    captioners = []
-    for spec in params["captioners"][modality]:
-        spec = dict(spec)
-        name = spec.pop("name")
-        captioners.append((name, get_captioner(name), int(spec.pop("n")), spec))
     pseudo, report = pseudo_queries(
-        context, captioners, queries, params["heldout_query_matches"], int(params["spare_captions"])
+        context,
+        configured_captioners(params, modality),
+        queries,
+        params["heldout_query_matches"],
+        int(params["spare_captions"]),
     )
     logger.info(
         "captioning %s: %d pseudo-queries (%d distinct texts), coverage %.1f%%, %d dropped by the held-out guard",
