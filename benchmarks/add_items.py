@@ -300,8 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                     saved_times = match.iloc[-1].to_dict() if len(match) else {}
                 if full is None:  # one rebuild per seed serves every fraction
                     full = args.work / f"rebuild_s{seed}"
-                    if "rebuild_s" in saved_times and built(full):
-                        rebuild_s = saved_times["rebuild_s"]
+                    rebuilt = [r[r.seed == seed].rebuild_s for r in (saved_runs, earlier)
+                               if r is not None and (r.seed == seed).any()]  # fmt: skip
+                    if rebuilt and built(full):  # this seed's rebuild, saved for any fraction
+                        rebuild_s = float(rebuilt[0].iloc[-1])
                     else:
                         manifest = pd.read_csv(DATASET / "manifest.csv", dtype=str,
                                                keep_default_na=False)  # fmt: skip
