@@ -110,6 +110,18 @@ def built(folder: Path) -> bool:
     return any((folder / "data/06_models" / MODALITY / "search_index.pt").glob("*/*.pt"))
 
 
+def grown_copy(before: Path, folder: Path) -> Path:
+    """A copy of the trained project ``before`` to grow, with this tree's add_items code and
+    settings (src, conf/base)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(before, folder, symlinks=True)
+    for part in ("conf/base", "src"):
+        shutil.rmtree(folder / part)
+        shutil.copytree(REPO / part, folder / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
 def timed_run(folder: Path, pipelines: str | None, params: dict) -> float:
     started = time.perf_counter()
     kedro_run(folder, pipelines or "__default__", params)
@@ -155,14 +167,7 @@ def measure(
         times["build_before_s"] = timed_run(project(before, data), None, base_params)
     grown = {}
     for update in ("none", "finetune"):
-        grown[update] = work / f"{update}_{tag}"
-        if grown[update].exists():
-            shutil.rmtree(grown[update])
-        shutil.copytree(before, grown[update], symlinks=True)
-        for part in ("conf/base", "src"):  # this tree's add_items code and settings
-            shutil.rmtree(grown[update] / part)
-            shutil.copytree(REPO / part, grown[update] / part,
-                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        grown[update] = grown_copy(before, work / f"{update}_{tag}")
         times[f"add_items_{update}_s"] = timed_run(
             grown[update], "add_items", {**base_params, "add_items": {"decoder": update}}
         )
