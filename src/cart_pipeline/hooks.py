@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 import torch
@@ -288,6 +289,7 @@ class RunJournalHook:
         self._path: Path | None = None
         self._entry: dict = {}
         self._unsaved: set[str] = set()
+        self._started = 0.0
 
     @hook_impl
     def after_context_created(self, context) -> None:
@@ -322,6 +324,7 @@ class RunJournalHook:
             ),
             "done": [],
             "running": None,
+            "node_seconds": {},  # wall time of each finished node, outputs saved
         }
         self._write()
 
@@ -329,6 +332,7 @@ class RunJournalHook:
     def before_node_run(self, node) -> None:
         self._entry["running"] = node.name
         self._unsaved = set(node.outputs)
+        self._started = time.perf_counter()
         self._write()
 
     # Kedro calls after_node_run *before* it saves the node's outputs: a node is done only once
@@ -346,6 +350,7 @@ class RunJournalHook:
 
     def _done(self, node) -> None:
         self._entry["done"].append(node.name)
+        self._entry["node_seconds"][node.name] = round(time.perf_counter() - self._started, 3)
         self._entry["running"] = None
         self._write()
 

@@ -23,7 +23,7 @@ from kedro.runner import SequentialRunner
 from cart_pipeline import run_lock
 from cart_pipeline.core.errors import InputError
 from cart_pipeline.core.textfile import decode_utf8
-from cart_pipeline.hooks import pin_versions
+from cart_pipeline.hooks import RunJournalHook, pin_versions
 from cart_pipeline.io import CSVDataset, ManifestDataset, TextDataset, write_atomically
 from cart_pipeline.resume import ResumeError, journal, plan_resume
 
@@ -295,3 +295,29 @@ def test_a_copied_project_writes_its_artifacts_into_its_own_mlruns(tmp_path):
     assert read_back == "second" and str(copy) in uri
     assert not list((original / "mlruns").rglob("second.txt"))  # nothing written into the original
     assert list((copy / "mlruns").rglob("first.txt"))  # the copy's own earlier artifacts
+
+
+def test_the_run_journal_times_each_node_once_its_outputs_are_saved(tmp_path):
+    """`kedro resume` reads `done`; benchmarks read `node_seconds` (where a run's time goes)."""
+
+    def slow(x):
+        time.sleep(0.05)
+        return x
+
+    pipeline = Pipeline([node(slow, "a", "b", name="first"), node(slow, "b", "c", name="second")])
+    hook = RunJournalHook()
+    hook._project, hook._conf_source = tmp_path, None
+    hook.before_pipeline_run({"run_id": "s1"}, pipeline, DataCatalog())
+    for step in pipeline.nodes:
+        hook.before_node_run(step)
+        slow(None)
+        hook.after_node_run(step)  # Kedro calls it before saving: not done yet
+        assert (
+            step.name
+            not in json.loads((tmp_path / "data/09_tracking/runs/s1.json").read_text())["done"]
+        )
+        hook.after_dataset_saved(step.outputs[0], step)
+    entry = json.loads((tmp_path / "data/09_tracking/runs/s1.json").read_text())
+    assert entry["done"] == ["first", "second"]
+    assert set(entry["node_seconds"]) == {"first", "second"}
+    assert all(s >= 0.05 for s in entry["node_seconds"].values())  # each slept 0.05 s
