@@ -5,9 +5,10 @@
 
 The benchmark's `before` projects (`python -m benchmarks.add_items`, under --work) hold an
 index built without a held-back share of the items. Each is copied and grown by
-`kedro run --pipeline add_items` once per decoder update, with `ingest.test_fraction=1.0` for
-that run: every new item's human queries are then held out exactly as a test item's are (no
-training pair, the captioners' guard on), so they can score the update without the test split.
+`kedro run --pipeline add_items` once per decoder update, with `ingest.test_fraction` just below
+1 for that run (checked to make every new item a test item): every new item's human queries are
+then held out exactly as a test item's are (no training pair, the captioners' guard on), so
+they can score the update without the test split.
 
 - **new-item validation queries**: the human queries of the held-back items that are not test
   items of the full build;
@@ -41,6 +42,7 @@ logger = logging.getLogger("experiments.add_items_validation")
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "data" / "08_reporting" / "add_items_validation"
+ALL_NEW_HELD_OUT = 0.999999  # ingest.test_fraction of the add_items runs (1 is not a fraction)
 
 
 def validation_queries(fraction: float, seed: int, before: Path) -> dict[str, pd.DataFrame]:
@@ -56,6 +58,10 @@ def validation_queries(fraction: float, seed: int, before: Path) -> dict[str, pd
         manifest, seed=int(ingest["split_seed"]), test_fraction=float(ingest["test_fraction"])
     )
     new = queries[queries.item_id.isin(manifest.item_id[back]) & (queries.split != "test")]
+    held_out, _ = build_tables(manifest[back], seed=int(ingest["split_seed"]),
+                               test_fraction=ALL_NEW_HELD_OUT)  # fmt: skip
+    if (held_out.split != "test").any():
+        raise SystemExit("a new item would train on its human queries: lower ALL_NEW_HELD_OUT")
     saved = sorted((before / "data/06_models" / MODALITY / "search_index.pt").glob("*/*.pt"))
     bundle = torch.load(saved[-1], map_location="cpu", weights_only=True)  # the newest
     pairs = indexed_pairs(bundle)
@@ -76,7 +82,7 @@ def run_seed(fraction: float, seed: int, updates: list[str], work: Path) -> tupl
     for update in updates:
         folder = grown_copy(before, work / f"validation_{update}_{tag}")
         params = {"modalities": [MODALITY], "seed": seed, "run_label": f"validation {update}",
-                  "add_items": {"decoder": update}, "ingest": {"test_fraction": 1.0}}  # fmt: skip
+                  "add_items": {"decoder": update}, "ingest": {"test_fraction": ALL_NEW_HELD_OUT}}  # fmt: skip
         seconds = timed_run(folder, "add_items", params)
         run_rows.append({"fraction": fraction, "seed": seed, "update": update,
                          "add_items_s": seconds})  # fmt: skip
