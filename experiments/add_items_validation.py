@@ -1,7 +1,9 @@
-"""Choose how `add_items` reaches new items, on validation only (docs/experiments.md).
+"""Choose how `add_items` reaches new items, on validation only (docs/experiments.md, where
+`fit_tokens` was measured with it and not adopted).
 
     python -m experiments.add_items_validation                      # seeds 2025-2027, f = 0.1
-    python -m experiments.add_items_validation --updates none fit_tokens --seeds 2025
+    python -m experiments.add_items_validation --updates none --seeds 2025
+    python -m experiments.add_items_validation --report-only        # tables from saved ranks
 
 The benchmark's `before` projects (`python -m benchmarks.add_items`, under --work) hold an
 index built without a held-back share of the items. Each is copied and grown by
@@ -111,10 +113,10 @@ def summary(ranked: pd.DataFrame, runs: pd.DataFrame, reference: str) -> tuple[s
     table = pd.DataFrame(rows)
     comparisons = []
     keys = ["seed", "query_id"]
-    for update in sorted(set(ranked.update) - {reference, "before"}):
+    for update in sorted(set(ranked["update"]) - {reference, "before"}):
         for group, base in (("new", reference), ("old", reference), ("old", "before")):
-            a = ranked[(ranked.update == update) & (ranked.queries == group)].sort_values(keys)
-            b = ranked[(ranked.update == base) & (ranked.queries == group)].sort_values(keys)
+            a = ranked[(ranked["update"] == update) & (ranked.queries == group)].sort_values(keys)
+            b = ranked[(ranked["update"] == base) & (ranked.queries == group)].sort_values(keys)
             if a.empty or b.empty:
                 continue
             if not a[keys].reset_index(drop=True).equals(b[keys].reset_index(drop=True)):
@@ -160,30 +162,32 @@ def log_to_mlflow(ranked: pd.DataFrame, runs: pd.DataFrame) -> None:
                 stats = metrics_from_ranks(rows["rank"], n_boot=0)
                 mlflow.log_metrics({f"{group}.{m}".replace("@", "_at_"): stats[m]
                                     for m in ("R@1", "R@10", "MRR@10")})  # fmt: skip
-            for row in runs[runs.update == update].itertuples(index=False):
+            for row in runs[runs["update"] == update].itertuples(index=False):
                 mlflow.log_metric(f"s{row.seed}.add_items_s", row.add_items_s)
-        for name in ("ranks.csv", "runs.csv", "summary.md"):
-            mlflow.log_artifact(str(OUT / name))
+            for name in ("ranks.csv", "runs.csv", "summary.md"):
+                mlflow.log_artifact(str(OUT / name))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--updates", nargs="+", default=["finetune", "fit_tokens", "none"])
+    parser.add_argument("--updates", nargs="+", default=["finetune", "none"])
     parser.add_argument("--reference", default="finetune")
     parser.add_argument("--seeds", type=int, nargs="+", default=[2025, 2026, 2027])
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--work", type=Path, default=REPO / "data" / "benchmarks" / "add_items")
+    parser.add_argument("--report-only", action="store_true", help="from the saved ranks")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    rank_rows, run_rows = [], []
-    for seed in args.seeds:
-        ranked, timed = run_seed(args.fraction, seed, args.updates, args.work)
-        rank_rows += ranked
-        run_rows += timed
-    OUT.mkdir(parents=True, exist_ok=True)
-    ranked, runs = pd.DataFrame(rank_rows), pd.DataFrame(run_rows)
-    write_atomically(OUT / "ranks.csv", ranked.to_csv(index=False))
-    write_atomically(OUT / "runs.csv", runs.to_csv(index=False))
+    if not args.report_only:
+        rank_rows, run_rows = [], []
+        for seed in args.seeds:
+            ranked, timed = run_seed(args.fraction, seed, args.updates, args.work)
+            rank_rows += ranked
+            run_rows += timed
+        OUT.mkdir(parents=True, exist_ok=True)
+        write_atomically(OUT / "ranks.csv", pd.DataFrame(rank_rows).to_csv(index=False))
+        write_atomically(OUT / "runs.csv", pd.DataFrame(run_rows).to_csv(index=False))
+    ranked, runs = pd.read_csv(OUT / "ranks.csv"), pd.read_csv(OUT / "runs.csv")
     report, _ = summary(ranked, runs, args.reference)
     write_atomically(OUT / "summary.md", report)
     print(report)  # noqa: T201

@@ -34,8 +34,12 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def search_payload(retriever: Retriever, query: str, k: int) -> dict:
-    """Every loaded system's hits for one query, per modality, with the seconds each took."""
-    out: dict = {"query": query, "k": k, "modalities": {}}
+    """Every loaded system's hits for one query, per modality, with the seconds each took, and
+    which index version each modality serves (and how many items add_items put in it)."""
+    out: dict = {"query": query, "k": k, "modalities": {}, "indexes": {
+        m: {"version": v, "items_added": retriever.items_added.get(m, 0)}
+        for m, v in retriever.versions.items()
+    }}  # fmt: skip
     for modality in retriever.indexes:
         per_system = {}
         for system in retriever.systems(modality):

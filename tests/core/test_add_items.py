@@ -10,32 +10,19 @@ import pytest
 import torch
 
 from cart_pipeline.core.add_items import (
-    FitTokens,
     IndexNotGrowable,
     code_new_items,
-    fit_new_tokens,
     grow_search_index,
     growable,
-    placed_prefixes,
     replay_sample,
     semantic_ids_of,
 )
-from cart_pipeline.core.decoder import (
-    CartDecoder,
-    DecoderConfig,
-    IdentifierTrie,
-    PackedTextStates,
-    TrainConfig,
-    constrained_beam_search,
-    decoder_from_checkpoint,
-    decoder_to_checkpoint,
-    train_decoder,
-)
+from cart_pipeline.core.decoder import IdentifierTrie, decoder_to_checkpoint
 from cart_pipeline.core.decoder.checkpoint import extend_decoder_checkpoint
 from cart_pipeline.core.quantize.rqvae import rqvae_to_checkpoint
 from cart_pipeline.core.search_index import SEARCH_INDEX_FORMAT, pairs_to_lists
 from cart_pipeline.core.tables import int_lists_to_matrix
-from tests.core.test_decoder import TEXTS, tiny_model
+from tests.core.test_decoder import tiny_model
 from tests.core.test_quantize import _index_of, gaussian_blobs
 
 
@@ -173,69 +160,3 @@ def test_replay_samples_old_training_pairs_only_and_reproducibly():
     assert len(first) == 24 and not first.is_validation.any()
     assert first.equals(replay_sample(pairs, n_new=12, per_new=2.0, seed=3))
     assert len(replay_sample(pairs, n_new=100, per_new=2.0, seed=3)) == 40  # all there are
-
-
-def top1_of(model: CartDecoder, texts: list[str], tokens: torch.Tensor, text_encoder) -> list:
-    """Each text's first item (row of ``tokens``) under trie-constrained beam search."""
-    states = PackedTextStates(texts, text_encoder)
-    items, _ = constrained_beam_search(
-        model, *states.batch(torch.arange(len(texts))), IdentifierTrie.from_tokens(tokens), 10, 10
-    )  # fmt: skip
-    return items[:, 0].tolist()
-
-
-def test_fit_tokens_reaches_new_items_through_learned_paths_changing_only_their_rows(
-    text_encoder,
-):
-    from cart_pipeline.core.quantize import build_identifiers, extend_identifiers
-
-    g = np.random.default_rng(4)
-    coarse, fine = g.integers(0, 3, 12), g.integers(0, 2, (12, 2))
-    old_ids = [f"old{i:02d}" for i in range(12)]
-    frame, vocab, _ = build_identifiers(old_ids, coarse, fine, 3, 2)
-    old_tokens = torch.as_tensor(int_lists_to_matrix(frame.tokens).reshape(12, -1))
-    model = CartDecoder(DecoderConfig(vocab_size=vocab.size, position_ranges=vocab.position_ranges(),
-                                      n_layers=2, d_model=64, n_heads=2, dropout=0.0))  # fmt: skip
-    old_pairs = pd.DataFrame({"query_id": old_ids, "text": TEXTS[:12], "item_id": old_ids,
-                              "source": "human", "is_validation": False})  # fmt: skip
-    row = frame.reset_index().set_index("item_id")["index"]
-    torch.manual_seed(0)
-    train_decoder(model, TEXTS[:12], row.loc[old_ids].tolist(), old_tokens, text_encoder,
-                  TrainConfig(epochs=80, batch_size=12, lr=3e-3, warmup_ratio=0.05,
-                              consistency_weight=0.0, patience=None, seed=0, progress=False))  # fmt: skip
-    checkpoint = decoder_to_checkpoint(model.eval(), extra={
-        "item_ids": frame.item_id.tolist(), "identifiers": old_tokens, "vocabulary": vocab.to_dict()
-    })  # fmt: skip
-    assert top1_of(model, TEXTS[:12], old_tokens, text_encoder) == row.loc[old_ids].tolist()
-
-    new_ids = [f"new{i}" for i in range(4)]
-    new_pairs = pd.DataFrame({"query_id": new_ids, "text": TEXTS[12:16], "item_id": new_ids,
-                              "source": "pseudo:x", "is_validation": False})  # fmt: skip
-    placed = placed_prefixes(checkpoint, new_pairs, text_encoder)
-    learned = {tuple(t) for t in old_tokens[:, :-1].tolist()}
-    assert sorted(placed.index) == new_ids and all(tuple(p) in learned for p in placed)
-
-    codes = np.stack(placed.loc[new_ids].to_numpy()) - np.asarray(vocab.offsets[:-1])
-    grown, grown_vocab, _ = extend_identifiers(frame, vocab, new_ids, codes[:, 0], codes[:, 1:],
-                                               own_tokens=True)  # fmt: skip
-    tokens = torch.as_tensor(int_lists_to_matrix(grown.tokens).reshape(16, -1))
-    by_id = dict(zip(grown.item_id, tokens.tolist(), strict=True))
-    assert [by_id[i] for i in frame.item_id] == old_tokens.tolist()  # old identifiers as they were
-    assert sorted(by_id[i][-1] for i in new_ids) == list(range(vocab.size, vocab.size + 4))
-    grown_checkpoint = extend_decoder_checkpoint(checkpoint, grown_vocab.to_dict(), tokens,
-                                                 grown.item_id.tolist())  # fmt: skip
-    fitted, history = fit_new_tokens(grown_checkpoint, vocab.size, new_pairs, old_pairs,
-                                     text_encoder, FitTokens(10.0, 0.01, 100), seed=0)  # fmt: skip
-
-    unfitted, _ = decoder_from_checkpoint(grown_checkpoint)
-    model_after, _ = decoder_from_checkpoint(fitted)
-    for (name, a), (_, b) in zip(unfitted.state_dict().items(), model_after.state_dict().items(),
-                                 strict=True):  # fmt: skip
-        same = a[: vocab.size] if name in ("tok_emb.weight", "head.weight") else a
-        assert torch.equal(same, b[: len(same)]), name  # only the new tokens' rows moved
-    assert history[0]["loss"] < history[0]["loss_before"]
-    row_of = {item: k for k, item in enumerate(grown.item_id)}
-    new_rows = [row_of[i] for i in new_ids]
-    assert top1_of(model_after, TEXTS[12:16], tokens, text_encoder) == new_rows
-    assert top1_of(unfitted, TEXTS[12:16], tokens, text_encoder) != new_rows  # the fit did it
-    assert top1_of(model_after, TEXTS[:12], tokens, text_encoder) == [row_of[i] for i in old_ids]

@@ -79,6 +79,11 @@ def test_every_system_answers_side_by_side_and_the_page_fits_1280_px(page, tmp_p
         systems = {"cart": 3, "cart_rerank": 3, "cart_lookup_rerank": 3, "dual_tower": 3,
                    "pair_lookup": 3}  # fmt: skip
         assert shown == {"image": systems, "audio": systems, "video": systems}
+        served = tab.evaluate(
+            """[...document.querySelectorAll('section[data-modality] .version')].map(
+                 v => [v.dataset.version, v.textContent])"""
+        )
+        assert len(served) == 3 and all(v and text == f"index {v}" for v, text in served)
         # nothing wider than the window: no sideways scrolling at 1280 px
         assert tab.evaluate("document.documentElement.scrollWidth") <= 1280
         assert tab.evaluate("document.querySelector('img[src^=\"/media/images/\"]') !== null")

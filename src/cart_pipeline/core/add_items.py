@@ -9,12 +9,9 @@ quantisers. Growing it:
    the decoder already learned to reach; its unique token continues after the group's largest
    (``ids.extend_identifiers``). No existing identifier or token id changes;
 2. grows the decoder's vocabulary at its end (``extend_decoder_checkpoint``), and then either
-   stops there (``none``: the trie reaches the new items through their shared prefixes),
+   stops there (``none``: the trie reaches the new items through their shared prefixes) or
    fine-tunes briefly on the new items' pairs mixed with a replay sample of the old ones
-   (``finetune``, DSI++-style, so that learning the new items does not overwrite the old), or
-   (``fit_tokens``) places each new item under the indexed prefix the decoder already reaches
-   for its texts, gives it a token of its own and fits only that token's row, the decoder
-   frozen (``placed_prefixes``, ``fit_new_tokens``);
+   (``finetune``, DSI++-style, so that learning the new items does not overwrite the old);
 3. grows the baselines as well (the dual tower's and the pair lookup's item stores, the
    zero-shot embeddings), or the comparison with them would not be fair.
 
@@ -45,7 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DECODER_UPDATES = ("none", "finetune", "fit_tokens")
+DECODER_UPDATES = ("none", "finetune")
 # below this share of the index's own items re-coded to their stored identifiers, the
 # quantisers are not the ones that coded the index (float ties may flip a rare item)
 MIN_QUANTISER_AGREEMENT = 0.98
@@ -64,15 +61,6 @@ class Finetune:
     lr: float = setting(gt=0)
     batch_size: int = setting(ge=1)
     replay_per_new_pair: float = setting(ge=0)  # old training pairs replayed per new pair
-
-
-@dataclass(frozen=True)
-class FitTokens:
-    """``add_items.fit_tokens``: fit the new items' own token rows, the decoder frozen."""
-
-    replay_per_new_pair: float = setting(ge=0)  # other old training pairs per new pair
-    l2: float = setting(ge=0)  # pull of each fitted row towards its initialisation
-    max_iter: int = setting(ge=1)  # L-BFGS iterations
 
 
 def growable(bundle: dict) -> None:
@@ -124,12 +112,10 @@ def quantisers_of(bundle: dict):
 
 
 def code_new_items(
-    bundle: dict, item_ids: np.ndarray, features: np.ndarray, placed: pd.Series | None = None
+    bundle: dict, item_ids: np.ndarray, features: np.ndarray
 ) -> tuple[pd.DataFrame, Vocabulary, dict]:
     """Identifiers of every item, old and new (rows sorted by item_id), with the index's frozen
-    quantisers; the old rows are the index's own, unchanged. ``features`` (N, D) raw.
-    ``placed`` (item_id -> (L-1,) prefix tokens, from ``placed_prefixes``): those items take
-    that indexed prefix instead of their frozen code, and every new item a token of its own."""
+    quantisers; the old rows are the index's own, unchanged. ``features`` (N, D) raw."""
     semantic_ids, vocabulary = semantic_ids_of(bundle)
     centroids, rqvae = quantisers_of(bundle)
     # the quantisers must be the ones that coded this index: re-code its own items
@@ -143,15 +129,7 @@ def code_new_items(
             "they are not the ones that coded it; rebuild the index with `kedro run`"
         )
     coarse, fine = frozen_codes(features, centroids, rqvae)
-    if placed is not None:
-        ids = np.asarray(item_ids).astype(str)
-        has = np.isin(ids, placed.index.astype(str))
-        if has.any():
-            codes = np.stack(placed.loc[ids[has]].to_numpy()) - np.asarray(vocabulary.offsets[:-1])
-            coarse[has], fine[has] = codes[:, 0], codes[:, 1:]
-    return extend_identifiers(
-        semantic_ids, vocabulary, item_ids, coarse, fine, own_tokens=placed is not None
-    )
+    return extend_identifiers(semantic_ids, vocabulary, item_ids, coarse, fine)
 
 
 def replay_sample(old_pairs: pd.DataFrame, n_new: int, per_new: float, seed: int) -> pd.DataFrame:
@@ -205,144 +183,6 @@ def finetune_decoder(
         text_encoder, settings,
     )  # fmt: skip
     return decoder_to_checkpoint(model.cpu().eval(), extra=extra), history
-
-
-def _texts_of(pairs: pd.DataFrame, text_encoder):
-    """(distinct texts' frozen encoder states, (P,) each pair's text index)."""
-    import torch
-
-    from cart_pipeline.core.decoder import PackedTextStates
-
-    texts, text_idx = np.unique(pairs.text.to_numpy(str), return_inverse=True)
-    return PackedTextStates(texts, text_encoder), torch.as_tensor(text_idx.ravel())
-
-
-def placed_prefixes(
-    checkpoint: dict, new_pairs: pd.DataFrame, text_encoder, beam_size: int = 10
-) -> pd.Series:
-    """item_id -> (L-1,) prefix tokens: the indexed prefix that the decoder of ``checkpoint``
-    (the index's, not grown) reaches for the new item's training texts. Each text's top
-    ``beam_size`` identifiers vote for their prefix with their probability, summed over the
-    item's texts; ties go to the smaller prefix. Items with no training text are absent."""
-    import torch
-
-    from cart_pipeline.core.decoder import (
-        IdentifierTrie,
-        constrained_beam_search,
-        decoder_from_checkpoint,
-    )
-    from cart_pipeline.core.decoder.train import batch_memory
-
-    pairs = new_pairs[~new_pairs.is_validation].reset_index(drop=True)
-    if pairs.empty:
-        return pd.Series(dtype=object)
-    model, extra = decoder_from_checkpoint(checkpoint)
-    identifiers = torch.as_tensor(extra["identifiers"], dtype=torch.long)  # (E, L)
-    trie = IdentifierTrie.from_tokens(identifiers)
-    states, text_idx = _texts_of(pairs, text_encoder)
-    found, logp = [], []
-    for idx in torch.arange(len(states)).split(128):
-        mem = batch_memory(model, states, idx)
-        items, scores = constrained_beam_search(
-            model, None, None, trie, beam_size, beam_size, memory=mem
-        )  # (b, k) each
-        found.append(items)
-        logp.append(scores)
-    found, logp = torch.cat(found)[text_idx].numpy(), torch.cat(logp)[text_idx].numpy()  # (P, k)
-    prefixes, group = np.unique(identifiers[:, :-1].numpy(), axis=0, return_inverse=True)
-    hit = found >= 0
-    votes = pd.DataFrame({
-        "item_id": np.repeat(pairs.item_id.to_numpy(), found.shape[1])[hit.ravel()],
-        "group": group.ravel()[found[hit]], "weight": np.exp(logp[hit]),
-    })  # fmt: skip
-    totals = votes.groupby(["item_id", "group"], sort=True).weight.sum().reset_index()
-    best = totals.sort_values(["item_id", "weight", "group"], ascending=[True, False, True],
-                              kind="stable").drop_duplicates("item_id")  # fmt: skip
-    return pd.Series(list(prefixes[best.group.to_numpy()]), index=best.item_id.to_numpy())
-
-
-def fit_new_tokens(
-    checkpoint: dict,
-    first_own_token: int,
-    new_pairs: pd.DataFrame,
-    old_pairs: pd.DataFrame,
-    text_encoder,
-    config: FitTokens,
-    seed: int,
-) -> tuple[dict, list[dict]]:
-    """The grown decoder (``checkpoint``: from ``extend_decoder_checkpoint``) with the rows of
-    the new items' own tokens (ids ``first_own_token`` to the vocabulary's end) fitted, every
-    other weight unchanged.
-
-    The decoder is frozen, so the last position's hidden states h (P, d) of the pairs are
-    computed once: the new items' training pairs, the old train pairs of every prefix group
-    that received a new item (the items the new tokens compete with), and a seeded replay of
-    ``config.replay_per_new_pair`` other old pairs per new pair (the last position's softmax
-    spans every unique token). The rows then minimise the cross-entropy of h·Wᵀ over the last
-    position's range (new-pair and old-pair terms averaged separately), plus ``config.l2``
-    times their squared distance from the initialisation, by full-batch L-BFGS: a convex
-    problem in the rows, so the result does not depend on batching. -> (checkpoint, history)."""
-    import torch
-    import torch.nn.functional as F
-
-    from cart_pipeline.core.decoder import decoder_from_checkpoint, decoder_to_checkpoint
-    from cart_pipeline.core.decoder.train import batch_memory
-
-    model, extra = decoder_from_checkpoint(checkpoint)
-    identifiers = torch.as_tensor(extra["identifiers"], dtype=torch.long)  # (N, L)
-    row_of = pd.Series(np.arange(len(extra["item_ids"])), index=extra["item_ids"])
-    lo, hi = model.cfg.position_ranges[-1]
-    new = new_pairs[~new_pairs.is_validation]
-    prefix_key = [tuple(r) for r in identifiers[:, :-1].tolist()]
-    receiving = {prefix_key[i] for i in np.flatnonzero(identifiers[:, -1] >= first_own_token)}
-    train = old_pairs[~old_pairs.is_validation]
-    sibling = np.array([prefix_key[i] in receiving for i in row_of.loc[train.item_id]], bool)
-    replay = replay_sample(train[~sibling], len(new), config.replay_per_new_pair, seed)
-    pairs = pd.concat([new, train[sibling], replay], ignore_index=True)
-    is_new = torch.zeros(len(pairs), dtype=torch.bool)
-    is_new[: len(new)] = True
-    targets = identifiers[torch.as_tensor(row_of.loc[pairs.item_id].to_numpy(copy=True))]  # (P, L)
-    states, text_idx = _texts_of(pairs, text_encoder)
-    hidden = []
-    with torch.inference_mode():  # h at the last position: the state that picks the unique token
-        for rows in torch.arange(len(pairs)).split(256):
-            mem = batch_memory(model, states, text_idx[rows])
-            inputs = torch.cat([torch.full_like(targets[rows, :1], model.cfg.bos_token),
-                                targets[rows, :-1]], dim=1)  # [BOS, t1 .. t_{L-1}]  # fmt: skip
-            h, _ = model.decode(inputs[:, None], mem)  # (b, 1, L, d)
-            hidden.append(h[:, 0, -1])
-    hidden = torch.cat(hidden).clone()  # (P, d), out of inference mode
-    weight = model.head.weight.detach().clone()  # (V, d), tied with the input embedding
-    fixed = weight[lo:first_own_token]  # (U_old, d)
-    init = weight[first_own_token:hi].clone()  # (U_new, d)
-    rows = init.clone().requires_grad_(True)
-    target = targets[:, -1] - lo  # (P,)
-    optimiser = torch.optim.LBFGS([rows], max_iter=config.max_iter, line_search_fn="strong_wolfe")
-
-    def loss_of(new_rows: torch.Tensor) -> torch.Tensor:
-        nll = F.cross_entropy(hidden @ torch.cat([fixed, new_rows]).T, target, reduction="none")
-        loss = nll[is_new].mean() + config.l2 * (new_rows - init).pow(2).sum(1).mean()
-        return loss + nll[~is_new].mean() if (~is_new).any() else loss
-
-    def objective() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = loss_of(rows)
-        loss.backward()
-        return loss
-
-    optimiser.step(objective)
-    with torch.no_grad():
-        top1 = ((hidden @ torch.cat([fixed, rows]).T).argmax(1) == target).float()
-        losses = float(loss_of(init)), float(loss_of(rows))
-    history = [{"loss_before": losses[0], "loss": losses[1], "pairs_new": int(is_new.sum()),
-                "pairs_old": int((~is_new).sum()),
-                "new_pairs_top1": float(top1[is_new].mean()) if is_new.any() else 0.0,
-                "old_pairs_top1": float(top1[~is_new].mean()) if (~is_new).any() else 0.0}]  # fmt: skip
-    logger.info("fitted %d new tokens on %d new and %d old pairs: %s",
-                hi - first_own_token, int(is_new.sum()), int((~is_new).sum()), history[0])  # fmt: skip
-    weight[first_own_token:hi] = rows.detach()
-    model.tok_emb.weight.data.copy_(weight)  # the head shares it
-    return decoder_to_checkpoint(model.eval(), extra=extra), history
 
 
 def grow_search_index(

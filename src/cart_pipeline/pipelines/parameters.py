@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cart_pipeline.core.add_items import DECODER_UPDATES, Finetune, FitTokens
+from cart_pipeline.core.add_items import DECODER_UPDATES, Finetune
 from cart_pipeline.core.config import ConfigError, check_value, setting, settings_of
 from cart_pipeline.core.decoder import DecoderConfig, TrainConfig
 from cart_pipeline.core.errors import InputError
@@ -189,9 +189,7 @@ GROUPS: dict[str, Group] = {
         device=True,
         rules=(_beam_holds_top_k,),
     ),
-    "add_items": Group(
-        (AddItems,), nested={"finetune": Group((Finetune,)), "fit_tokens": Group((FitTokens,))}
-    ),
+    "add_items": Group((AddItems,), nested={"finetune": Group((Finetune,))}),
 }
 
 

@@ -346,18 +346,14 @@ def extend_identifiers(
     item_ids: Sequence[str] | np.ndarray | pd.Series,
     coarse: np.ndarray,
     fine: np.ndarray,
-    own_tokens: bool = False,
 ) -> tuple[pd.DataFrame, Vocabulary, dict]:
     """Identifiers for new items beside an index's existing ones, which never change.
 
-    ``coarse`` (N,) and ``fine`` (N, M) are the new items' prefix codes: from the *frozen*
-    quantisers (:func:`frozen_codes`), so each lands beside the existing items it resembles, or
-    any existing prefix (``core.add_items.placed_prefixes``). Its unique token continues after
-    its prefix group's largest existing u (new items of one group in item_id order), or with
-    ``own_tokens`` is a token of its own after the last position's range, one per new item,
-    shared with no other item (whose embedding row can then be fitted to it alone). The unique
-    token is the identifier's last position, so growing its range appends token ids at the end
-    of the vocabulary: every existing token id keeps its meaning.
+    ``coarse`` (N,) and ``fine`` (N, M) are the new items' codes from the *frozen* quantisers
+    (:func:`frozen_codes`), so each lands beside the existing items it resembles. Its unique
+    token continues after its prefix group's largest existing u (new items of one group in
+    item_id order). The unique token is the identifier's last position, so growing its range
+    appends token ids at the end of the vocabulary: every existing token id keeps its meaning.
     Returns (existing and new rows sorted by item_id, the vocabulary, stats of the whole).
     """
     ids, order = _sorted_ids(item_ids)
@@ -382,8 +378,6 @@ def extend_identifiers(
     next_u = np.zeros(len(groups), np.int64)
     np.maximum.at(next_u, group[: len(old_coarse)], semantic_ids["unique"].to_numpy(np.int64) + 1)
     unique = next_u[group[len(old_coarse) :]] + rank_within_groups(group[len(old_coarse) :])
-    if own_tokens:
-        unique = vocab.position_sizes[-1] + np.arange(len(ids), dtype=np.int64)
     sizes = list(vocab.position_sizes)
     sizes[-1] = max(sizes[-1], int(unique.max(initial=-1)) + 1)
     grown = Vocabulary(sizes, dict(vocab.special_tokens))

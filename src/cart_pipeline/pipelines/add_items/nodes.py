@@ -15,16 +15,13 @@ import pandas as pd
 from cart_pipeline.core.add_items import (
     DECODER_UPDATES,
     Finetune,
-    FitTokens,
     code_new_items,
     finetune_decoder,
-    fit_new_tokens,
     grow_search_index,
     growable,
     indexed_features,
     indexed_items,
     indexed_pairs,
-    placed_prefixes,
 )
 from cart_pipeline.core.captioners import CaptionContext
 from cart_pipeline.core.captioners.pseudo_queries import pseudo_queries
@@ -222,24 +219,12 @@ def add_to_index(
         return search_index, {"modality": modality, **addition}
     growable(search_index)
 
-    placed = None
-    if update == "fit_tokens":
-        text_encoder = load_encoder(text_encoder_spec)
-        placed = placed_prefixes(search_index["decoder"], training_pairs, text_encoder)
-    semantic_ids, vocabulary, stats = code_new_items(
-        search_index, new.item_id, new_features, placed
-    )
+    semantic_ids, vocabulary, stats = code_new_items(search_index, new.item_id, new_features)
     tokens = int_lists_to_matrix(semantic_ids.tokens).reshape(len(semantic_ids), -1)
     decoder = extend_decoder_checkpoint(
         search_index["decoder"], vocabulary.to_dict(), tokens, semantic_ids.item_id.tolist()
     )
     history = []
-    if update == "fit_tokens":
-        first_own_token = search_index["decoder"]["config"]["position_ranges"][-1][1]
-        decoder, history = fit_new_tokens(
-            decoder, first_own_token, training_pairs, indexed_pairs(search_index), text_encoder,
-            from_params(FitTokens, params["fit_tokens"], "add_items.fit_tokens"), int(seed),
-        )  # fmt: skip
     if update == "finetune":
         train_config = from_params(
             TrainConfig, for_modality(decoder_params, modality), "decoder_training", seed=int(seed)
@@ -263,8 +248,7 @@ def add_to_index(
         "items_after": len(grown["items"]["item_id"]),
         "seconds": seconds,
         "identifiers": {k: stats[k] for k in ("collision_rate", "max_unique", "vocab_size")},
-        "placed_items": 0 if placed is None else len(placed),
-        "decoder_history": history,
+        "finetune_history": history,
     }
     log_metrics(report, prefix=f"{modality}.add_items.")
     logger.info(
