@@ -4,7 +4,8 @@
 
 One process, Python's own threading HTTP server (nothing to install): ``/`` is the page
 (resources/search_page.html), ``/api/search?q=...&k=5`` answers JSON with each system's hits
-(CART, CART + rerank, the dual tower, the pair lookup) and the seconds each took,
+(CART, CART + rerank, the dual tower, the pair lookup) and the seconds each took, and which
+index version each modality serves (``indexes``: version, items added since the build),
 ``/media/<path>`` serves an indexed item's picture or sound from the dataset (only paths of
 items in the index: nothing else on disk is reachable).
 """
