@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -171,12 +172,21 @@ def train_dual_tower(
     return model.eval(), history
 
 
+def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
+    """(N, D) float32 tensor over ``array`` without a copy. Features read from parquet are
+    Arrow-backed and not writable; the embed functions only read them (inference mode), so
+    torch's warning about writing to such a tensor does not apply."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
 @torch.inference_mode()
 def embed_items(
     model: DualTower, item_features: np.ndarray, batch_size: int = 8192
 ) -> torch.Tensor:
     model.eval()
-    items = torch.from_numpy(np.ascontiguousarray(item_features, dtype=np.float32))
+    items = _read_only_tensor(item_features)
     if not len(items):  # e.g. no test query of a modality put any item in CART's beams
         return torch.zeros((0, model.config.embed_dim))
     return torch.cat(
@@ -187,7 +197,7 @@ def embed_items(
 @torch.inference_mode()
 def embed_texts(model: DualTower, text_features: np.ndarray) -> torch.Tensor:
     model.eval()
-    return model.text_head(torch.from_numpy(np.ascontiguousarray(text_features, dtype=np.float32)))
+    return model.text_head(_read_only_tensor(text_features))
 
 
 @torch.inference_mode()
