@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from cart_pipeline.pipeline_registry import STAGES
+from cart_pipeline.search import data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +100,6 @@ def kedro_run(
         subprocess.run(command, cwd=project, check=True, env=environ)
     finally:
         Path(config.name).unlink()
-
-
-def data_dir(project: Path, env: str = DEFAULT_ENV) -> Path:
-    """Where environment ``env`` writes its outputs (`data_dir` in its globals.yml)."""
-    from kedro.config import OmegaConfigLoader
-
-    loader = OmegaConfigLoader(str(project / "conf"), base_env="base", default_run_env=env)
-    return project / loader["globals"].get("data_dir", "data")
 
 
 def saved_metrics(project: Path, env: str = DEFAULT_ENV) -> list[dict]:
