@@ -73,6 +73,27 @@ def held_back(manifest: pd.DataFrame, fraction: float, seed: int, ingest: dict) 
     return keep
 
 
+def image_manifest() -> pd.DataFrame:
+    """The default collection's manifest rows of the benchmarked modality."""
+    manifest = pd.read_csv(DATASET / "manifest.csv", dtype=str, keep_default_na=False)
+    return manifest[manifest.modality == MODALITY].reset_index(drop=True)
+
+
+def ingest_settings() -> dict:
+    """The shipped `ingest` parameters: the split every build draws."""
+    import yaml
+
+    return yaml.safe_load((REPO / "conf/base/parameters_ingest.yml").read_text())["ingest"]
+
+
+def full_build_queries(manifest: pd.DataFrame, ingest: dict) -> pd.DataFrame:
+    """Every human query of ``manifest`` with the split (test or not) a full build gives it."""
+    _, queries = build_tables(
+        manifest, seed=int(ingest["split_seed"]), test_fraction=float(ingest["test_fraction"])
+    )
+    return queries
+
+
 def dataset(folder: Path, rows: pd.DataFrame, new_rows: pd.DataFrame | None = None) -> Path:
     """A dataset folder: manifest.csv (and new_items.csv) with the media hard-linked in."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,9 +126,15 @@ def project(folder: Path, data: Path) -> Path:
     return folder
 
 
+def newest_index(folder: Path) -> Path | None:
+    """The newest published search index of the project ``folder``, if it has one."""
+    saved = sorted((folder / "data/06_models" / MODALITY / "search_index.pt").glob("*/*.pt"))
+    return saved[-1] if saved else None
+
+
 def built(folder: Path) -> bool:
-    """Whether ``folder`` holds a project with a published image index (``--reuse-builds``)."""
-    return any((folder / "data/06_models" / MODALITY / "search_index.pt").glob("*/*.pt"))
+    """Whether ``folder`` holds a project with a published index (``--reuse-builds``)."""
+    return newest_index(folder) is not None
 
 
 def grown_copy(before: Path, folder: Path) -> Path:
@@ -168,11 +195,7 @@ def measure(
 ) -> tuple:
     """Every index of one (fraction, seed): rows of the results table, and the wall times.
     ``saved_times``: the wall times of builds reused from an earlier run (``--reuse-builds``)."""
-    import yaml
-
-    manifest = pd.read_csv(DATASET / "manifest.csv", dtype=str, keep_default_na=False)
-    manifest = manifest[manifest.modality == MODALITY].reset_index(drop=True)
-    ingest = yaml.safe_load((REPO / "conf/base/parameters_ingest.yml").read_text())["ingest"]
+    manifest, ingest = image_manifest(), ingest_settings()
     back = held_back(manifest, fraction, seed, ingest)
     tag = f"f{round(fraction * 100)}_s{seed}"
     data = dataset(work / "datasets" / tag, manifest[~back], manifest[back])
@@ -183,21 +206,19 @@ def measure(
         times["build_before_s"] = saved_times["build_before_s"]
     else:
         times["build_before_s"] = timed_run(project(before, data), None, base_params)
-    grown = {}
+    grown, nodes = {}, {}
     for update in ("none", "finetune"):
         grown[update] = grown_copy(before, work / f"{update}_{tag}")
         times[f"add_items_{update}_s"] = timed_run(
             grown[update], "add_items", {**base_params, "add_items": {"decoder": update}}
         )
-        nodes = node_seconds(grown[update])
-        times[f"add_to_index_{update}_s"] = nodes["add_to_index"]
-    shared = node_seconds(grown["none"])  # the baselines grow alike in every run
-    times["dual_tower_add_s"] = sum(shared[n] for n in DUAL_TOWER_NODES)
-    times["pair_lookup_add_s"] = sum(shared[n] for n in PAIR_LOOKUP_NODES)
+        nodes[update] = node_seconds(grown[update])
+        times[f"add_to_index_{update}_s"] = nodes[update]["add_to_index"]
+    # the baselines grow alike whatever CART's decoder does: their nodes in the `none` run
+    times["dual_tower_add_s"] = sum(nodes["none"][n] for n in DUAL_TOWER_NODES)
+    times["pair_lookup_add_s"] = sum(nodes["none"][n] for n in PAIR_LOOKUP_NODES)
 
-    _, queries = build_tables(
-        manifest, seed=int(ingest["split_seed"]), test_fraction=float(ingest["test_fraction"])
-    )
+    queries = full_build_queries(manifest, ingest)
     test = queries[queries.split == "test"].reset_index(drop=True)
     new_items = set(manifest.item_id[back])
     groups = {"new": test[test.item_id.isin(new_items)], "old": test[~test.item_id.isin(new_items)]}
@@ -260,11 +281,8 @@ def summary(results: pd.DataFrame, runs: pd.DataFrame) -> str:
         none_s_per_item=runs.add_items_none_s / runs.items_added,
         finetune_s_per_item=runs.add_items_finetune_s / runs.items_added,
     )
-    for system in (
-        "dual_tower",
-        "pair_lookup",
-    ):  # rows measured before the journal timed nodes lack it
-        if f"{system}_add_s" in runs:
+    for system in ("dual_tower", "pair_lookup"):
+        if f"{system}_add_s" in runs:  # not in rows saved before the journal timed nodes
             timing[f"{system}_s_per_item"] = runs[f"{system}_add_s"] / runs.items_added
     return "\n".join([
         "# Adding items vs rebuilding (`python -m benchmarks.add_items`)", "",
@@ -343,10 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                     if rebuilt and built(full):  # this seed's rebuild, saved for any fraction
                         rebuild_s = float(rebuilt[0].iloc[-1])
                     else:
-                        manifest = pd.read_csv(DATASET / "manifest.csv", dtype=str,
-                                               keep_default_na=False)  # fmt: skip
-                        data = dataset(args.work / "datasets" / "full",
-                                       manifest[manifest.modality == MODALITY])  # fmt: skip
+                        data = dataset(args.work / "datasets" / "full", image_manifest())
                         rebuild_s = timed_run(project(full, data), None, base_params)
                 rows, times = measure(fraction, seed, args.work, full, base_params, saved_times)
                 results.append(pd.DataFrame(rows))

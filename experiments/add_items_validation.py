@@ -31,9 +31,19 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from benchmarks.add_items import DATASET, MODALITY, grown_copy, held_back, ranks, timed_run
+from benchmarks.add_items import (
+    MODALITY,
+    built,
+    full_build_queries,
+    grown_copy,
+    held_back,
+    image_manifest,
+    ingest_settings,
+    newest_index,
+    ranks,
+    timed_run,
+)
 from cart_pipeline.core.add_items import indexed_pairs
 from cart_pipeline.core.manifest import build_tables
 from cart_pipeline.core.metrics import metrics_from_ranks, paired_comparison
@@ -52,20 +62,15 @@ def validation_queries(fraction: float, seed: int, before: Path) -> dict[str, pd
     validation queries}, each (query_id, item_id, text)."""
     import torch
 
-    manifest = pd.read_csv(DATASET / "manifest.csv", dtype=str, keep_default_na=False)
-    manifest = manifest[manifest.modality == MODALITY].reset_index(drop=True)
-    ingest = yaml.safe_load((REPO / "conf/base/parameters_ingest.yml").read_text())["ingest"]
+    manifest, ingest = image_manifest(), ingest_settings()
     back = held_back(manifest, fraction, seed, ingest)
-    _, queries = build_tables(
-        manifest, seed=int(ingest["split_seed"]), test_fraction=float(ingest["test_fraction"])
-    )
+    queries = full_build_queries(manifest, ingest)
     new = queries[queries.item_id.isin(manifest.item_id[back]) & (queries.split != "test")]
     held_out, _ = build_tables(manifest[back], seed=int(ingest["split_seed"]),
                                test_fraction=ALL_NEW_HELD_OUT)  # fmt: skip
     if (held_out.split != "test").any():
         raise SystemExit("a new item would train on its human queries: lower ALL_NEW_HELD_OUT")
-    saved = sorted((before / "data/06_models" / MODALITY / "search_index.pt").glob("*/*.pt"))
-    bundle = torch.load(saved[-1], map_location="cpu", weights_only=True)  # the newest
+    bundle = torch.load(newest_index(before), map_location="cpu", weights_only=True)
     pairs = indexed_pairs(bundle)
     old = pairs[pairs.is_validation]
     columns = ["query_id", "item_id", "text"]
@@ -76,7 +81,7 @@ def run_seed(fraction: float, seed: int, updates: list[str], work: Path) -> tupl
     """Per-query rank rows and wall-time rows of every update at one seed."""
     tag = f"f{round(fraction * 100)}_s{seed}"
     before = work / f"before_{tag}"
-    if not (before / "data/06_models" / MODALITY / "search_index.pt").exists():
+    if not built(before):
         raise SystemExit(f"{before} has no index: run `python -m benchmarks.add_items` first")
     groups = validation_queries(fraction, seed, before)
     rank_rows, run_rows = [], []
