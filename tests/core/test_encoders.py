@@ -242,6 +242,7 @@ def test_audio_encoder_on_shipped_items(audio_encoder, shipped_media):
 def test_over_length_texts_are_flagged(text_encoder):
     flags = text_encoder.over_length(["A brown hen.", "hen " * 200, ""])
     assert flags.tolist() == [False, True, False]
+    assert text_encoder.over_length([]).shape == (0,)  # a modality with no new pairs
 
 
 def test_minilm_embeddings_and_all_hidden_states(text_encoder):

@@ -60,6 +60,8 @@ class MiniLMTextEncoder:
 
     def over_length(self, texts: list[str]) -> np.ndarray:
         """(N,) bool: texts longer than ``max_length`` tokens, which the encoder cuts there."""
+        if not len(texts):  # the tokenizer cannot take an empty batch
+            return np.zeros(0, dtype=bool)
         lengths = [
             len(ids)
             for ids in self.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]

@@ -183,7 +183,7 @@ def encode_new_pairs(
     training_pairs: pd.DataFrame, params: dict[str, Any], device: str
 ) -> pd.DataFrame:
     """The new pairs' text embeddings (the pair lookup's new rows), as the build encodes them."""
-    if training_pairs.empty:  # nothing new for this modality
+    if training_pairs.empty:  # nothing new for this modality: no text encoder to load
         return pd.DataFrame({"query_id": pd.Series([], dtype=str), "embedding": []})
     return extract_query_features(training_pairs, params, device)
 
