@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
+from cart_pipeline.search import Retriever
+from cart_pipeline.web import search_payload
 from tests.conftest import DEFAULT_DATASET
 from tests.e2e.conftest import KEDRO, copy_project, kill_at_node, make_slice, run, start
 
@@ -90,9 +92,6 @@ def test_new_items_are_found_by_their_descriptions_and_old_identifiers_do_not_ch
                  "--verbose", "--project", str(project)], cwd=project)  # fmt: skip
     assert found.returncode == 0, found.stderr
     assert f"+{len(new)} items added" in found.stderr  # it says which index it serves
-    from cart_pipeline.search import Retriever
-    from cart_pipeline.web import search_payload
-
     page = search_payload(Retriever.load(project), new.text.iloc[0], 3)  # what the page shows
     assert page["indexes"]["image"]["items_added"] == len(new)
     hits = pd.DataFrame([json.loads(line) for line in found.stdout.splitlines()])
